@@ -1,0 +1,201 @@
+"""The ``dlkit`` command line.
+
+Nothing here imports Keras or a backend at module level: ``--help``, ``--version`` and ``list``
+stay instant, and ``train --backend`` can still choose the backend. User mistakes become one line
+on stderr and a non-zero exit; ``--debug`` shows the traceback.
+"""
+from __future__ import annotations
+
+import fnmatch
+import json
+import sys
+import warnings
+
+import click
+
+from dlkit import __version__, registry
+from dlkit.errors import DlkitError, TrainingInterrupted
+
+BACKEND_HELP = "Keras backend: tensorflow (tf), jax or torch (pytorch). Default: $KERAS_BACKEND or tensorflow."
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None):
+    click.echo(f"warning: {message}", err=True)
+
+
+class DlkitGroup(click.Group):
+    """Turns DlkitError into a one-line error (exit 1; 130 for Ctrl-C), unless --debug."""
+
+    def invoke(self, ctx):
+        warnings.showwarning = _show_warning
+        try:
+            return super().invoke(ctx)
+        except TrainingInterrupted as exc:
+            click.echo(f"interrupted: {exc}", err=True)
+            ctx.exit(130)
+        except DlkitError as exc:
+            if ctx.obj and ctx.obj.get("debug"):
+                raise
+            click.echo(f"Error: {exc}", err=True)
+            ctx.exit(1)
+
+
+@click.group(cls=DlkitGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="dlkit")
+@click.option("--debug", is_flag=True, help="Show full tracebacks instead of one-line errors.")
+@click.pass_context
+def main(ctx: click.Context, debug: bool) -> None:
+    """dlkit: classic deep-learning algorithms on real data, on TensorFlow, JAX or PyTorch.
+
+    \b
+      dlkit list                        installed algorithms
+      dlkit info cnn                    options, datasets, backends
+      dlkit train cnn --backend jax     train; writes runs/cnn/<run-id>/
+      dlkit evaluate RUN_DIR            reload the model and recompute its test metrics
+    """
+    ctx.obj = {"debug": debug}
+
+
+# -- list / info ------------------------------------------------------------------------------------
+@main.command("list")
+@click.argument("pattern", required=False, default="*")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def list_cmd(pattern: str, as_json: bool) -> None:
+    """List algorithm plugins (optionally those matching a glob PATTERN, e.g. 'mobile*')."""
+    entries = [e for e in registry.discover() if fnmatch.fnmatch(e.name, pattern)]
+    if as_json:
+        click.echo(json.dumps([{"name": e.name, "summary": e.summary, "distribution": e.distribution,
+                                "version": e.version, "status": e.status} for e in entries], indent=2))
+        return
+    if not entries:
+        click.echo(f"no algorithm matches '{pattern}'")
+        return
+    rows = [("NAME", "SUMMARY", "DISTRIBUTION", "STATUS")] + [
+        (e.name, e.summary or "-", f"{e.distribution} {e.version}", e.status) for e in entries]
+    widths = [max(len(r[i]) for r in rows) for i in range(3)]
+    for row in rows:
+        click.echo("  ".join(cell.ljust(w) for cell, w in zip(row[:3], widths)) + "  " + row[3])
+
+
+@main.command()
+@click.argument("algorithm")
+def info(algorithm: str) -> None:
+    """Show an algorithm's options, datasets and backends."""
+    from dlkit.config import describe
+
+    entry = registry.get(algorithm)
+    algo = entry.cls
+    click.echo(f"{entry.name} — {algo.summary}\n  from {entry.distribution} {entry.version} ({entry.target})")
+    doc = sys.modules[algo.__module__].__doc__ or algo.__doc__  # the module docstring names the paper
+    if doc:
+        click.echo("\n" + "\n".join("  " + line for line in doc.strip().splitlines()))
+    datasets = list(algo.datasets)
+    if datasets:
+        datasets[0] += " (default)"
+    click.echo(f"\ndatasets: {', '.join(datasets) or '-'}")
+    click.echo(f"backends: {', '.join(algo.backends)}")
+    click.echo("\noptions:")
+    rows = describe(algo.config)
+    width = max(len(r["option"]) for r in rows)
+    type_width = max(len(r["type"]) for r in rows)
+    for r in rows:
+        click.echo(f"  {r['option'].ljust(width)}  {r['type'].ljust(type_width)}  "
+                   f"default {r['default']!r:<10}  {r['help']}")
+    click.echo("\ncommon to every algorithm: --backend, --out (see 'dlkit train NAME --help')")
+
+
+# -- train ----------------------------------------------------------------------------------------------
+class TrainCommands(click.Group):
+    """``dlkit train NAME``: one sub-command per plugin, built on demand from its config dataclass."""
+
+    def list_commands(self, ctx):
+        return [e.name for e in registry.discover() if e.cls is not None and not e.disabled]
+
+    def get_command(self, ctx, name):
+        entry = registry.get(name)  # raises a did-you-mean for unknown names
+        return _train_command(entry)
+
+    def resolve_command(self, ctx, args):
+        try:
+            return super().resolve_command(ctx, args)
+        except DlkitError as exc:
+            if ctx.obj and ctx.obj.get("debug"):
+                raise
+            raise click.UsageError(str(exc), ctx) from None
+
+
+def _train_command(entry: registry.PluginEntry) -> click.Command:
+    from dlkit.config import click_options
+
+    algo = entry.cls
+
+    def callback(backend: str | None, out: str, **options):
+        from dlkit import training
+
+        training.train(entry, backend=backend, out=out, echo=click.echo, **options)
+
+    params = [click.Option(["--backend", "-b"], default=None, help=BACKEND_HELP, metavar="NAME"),
+              click.Option(["--out"], default="runs", show_default=True, help="Folder the run folders go under.")]
+    params += click_options(algo.config)
+    return click.Command(entry.name, callback=callback, params=params,
+                         help=f"{algo.summary}\n\nDatasets: {', '.join(algo.datasets) or '-'}. "
+                              f"Backends: {', '.join(algo.backends)}.",
+                         short_help=algo.summary)
+
+
+@main.group(cls=TrainCommands)
+def train() -> None:
+    """Train an algorithm: dlkit train NAME [--backend jax] [--epochs N] [options]."""
+
+
+# -- evaluate ---------------------------------------------------------------------------------------
+@main.command()
+@click.argument("run_dir", type=click.Path(file_okay=False))
+@click.option("--backend", "-b", default=None, metavar="NAME",
+              help="Backend to evaluate on (default: the one the run trained on).")
+@click.option("--json", "as_json", is_flag=True, help="Print the metrics as JSON.")
+def evaluate(run_dir: str, backend: str | None, as_json: bool) -> None:
+    """Reload RUN_DIR/model.keras and recompute its test metrics (on any backend)."""
+    from dlkit import training
+
+    result = training.evaluate(run_dir, backend=backend, echo=(lambda *_: None) if as_json else click.echo)
+    if as_json:
+        result["test"].pop("confusion_matrix", None)
+        click.echo(json.dumps(result, indent=2))
+
+
+# -- data / doctor -------------------------------------------------------------------------------------
+@main.group()
+def data() -> None:
+    """Dataset cache: what is present, and adding files downloaded elsewhere."""
+
+
+@data.command("list")
+def data_list() -> None:
+    """Datasets and whether their files are in the cache."""
+    from dlkit import data as datasets
+
+    click.echo(f"cache: {datasets.keras_cache_dir()}")
+    for row in datasets.status():
+        mark = "present" if row["present"] else "missing: " + ", ".join(row["missing"])
+        click.echo(f"  {row['name']:<14} {mark}\n  {'':<14} {row['description']}")
+
+
+@data.command("add")
+@click.argument("files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
+def data_add(files: tuple[str, ...]) -> None:
+    """Copy downloaded dataset FILES into the cache (sha256-checked)."""
+    from pathlib import Path
+
+    from dlkit import data as datasets
+
+    for target in datasets.add_files([Path(f) for f in files]):
+        click.echo(f"added {target}")
+
+
+@main.command()
+def doctor() -> None:
+    """Python and library versions, which backends import, devices, and the dataset cache."""
+    from dlkit import doctor as checks
+
+    checks.report(click.echo)

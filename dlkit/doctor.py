@@ -1,0 +1,48 @@
+"""``dlkit doctor``: what is installed, which backends really import, and where data lives."""
+from __future__ import annotations
+
+import os
+import platform
+import subprocess
+import sys
+from importlib import metadata
+
+from dlkit import data, registry
+
+LIBRARIES = ("dlkit", "keras", "tensorflow", "jax", "jaxlib", "torch", "numpy", "tensorflow-model-optimization",
+             "tf-keras", "ai-edge-litert", "spektral", "gymnasium")
+
+# Run in a child process: importing a backend here would pin this process, and a broken install
+# must be reported, not crash the doctor.
+PROBE = {
+    "tensorflow": "import tensorflow as tf; print([d.name for d in tf.config.list_logical_devices()])",
+    "jax": "import jax; print([str(d) for d in jax.devices()])",
+    "torch": "import torch; print(['cpu'] + [f'cuda:{i}' for i in range(torch.cuda.device_count())])",
+}
+
+
+def report(echo=print) -> None:
+    echo(f"python     {platform.python_version()} ({sys.executable})")
+    for name in LIBRARIES:
+        try:
+            version = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            version = "-"
+        echo(f"{name:<31}{version}")
+    echo("\nbackends:")
+    for backend, code in PROBE.items():
+        try:
+            proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                                  env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+            ok = proc.returncode == 0
+            detail = proc.stdout.strip().splitlines()[-1] if ok else (proc.stderr.strip().splitlines() or ["?"])[-1]
+        except subprocess.TimeoutExpired:
+            ok, detail = False, "import timed out"
+        echo(f"  {backend:<11} {'ok' if ok else 'FAILS'}  {detail}")
+    echo(f"\ndataset cache: {data.keras_cache_dir()}")
+    for row in data.status():
+        echo(f"  {row['name']:<14} {'present' if row['present'] else 'missing'}")
+    broken = [e for e in registry.discover() if e.error]
+    echo(f"\nplugins: {len(registry.discover())} found, {len(broken)} broken")
+    for e in broken:
+        echo(f"  {e.name} ({e.distribution}): {e.error}")

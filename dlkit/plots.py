@@ -1,0 +1,62 @@
+"""Pictures every run gets: learning curves, and a confusion matrix for classifiers."""
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only; no display needed
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def learning_curves(history: dict[str, list], path: Path, title: str) -> Path | None:
+    """One panel per metric, training and validation together."""
+    names = [k for k in history if not k.startswith("val_") and k not in ("learning_rate", "lr")]
+    if not names or not any(history[k] for k in names):
+        return None
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, len(names), figsize=(4.5 * len(names), 3.5), squeeze=False)
+    for ax, name in zip(axes[0], names):
+        epochs = range(1, len(history[name]) + 1)
+        ax.plot(epochs, history[name], marker="o", label="train")
+        if history.get("val_" + name):
+            ax.plot(epochs, history["val_" + name], marker="o", label="validation")
+        ax.set_xlabel("epoch")
+        ax.set_title(name)
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def confusion_matrix(matrix: list[list[int]], class_names: tuple[str, ...], path: Path, title: str) -> Path:
+    import numpy as np
+
+    plt = _pyplot()
+    m = np.asarray(matrix)
+    fig, ax = plt.subplots(figsize=(6.5, 5.5))
+    image = ax.imshow(m, cmap="Blues")
+    ticks = range(len(m))
+    labels = list(class_names) if len(class_names) == len(m) else [str(i) for i in ticks]
+    ax.set_xticks(ticks, labels, rotation=45, ha="right")
+    ax.set_yticks(ticks, labels)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    threshold = m.max() / 2 if m.size else 0
+    for i in ticks:
+        for j in ticks:
+            ax.text(j, i, int(m[i, j]), ha="center", va="center", fontsize=7,
+                    color="white" if m[i, j] > threshold else "black")
+    fig.colorbar(image, ax=ax)
+    ax.set_title(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
