@@ -23,8 +23,29 @@ def _show_warning(message, category, filename, lineno, file=None, line=None):
     click.echo(f"warning: {message}", err=True)
 
 
+# Commands that live with their feature, imported only when invoked (or listed by --help):
+# their modules import click alone at top level, so --help stays instant.
+LAZY_COMMANDS = {
+    "export": ("dlkit.edge.cli:export", "the edge pipeline (pip install 'dlkit[edge]')"),
+    "new": ("dlkit.scaffold:new", "the plugin scaffold"),
+}
+
+
 class DlkitGroup(click.Group):
     """Turns DlkitError into a one-line error (exit 1; 130 for Ctrl-C), unless --debug."""
+
+    def list_commands(self, ctx):
+        return sorted([*super().list_commands(ctx), *LAZY_COMMANDS])
+
+    def get_command(self, ctx, name):
+        if name in self.commands or name not in LAZY_COMMANDS:
+            return super().get_command(ctx, name)
+        target, what = LAZY_COMMANDS[name]
+        module, _, attr = target.partition(":")
+        try:
+            return getattr(__import__(module, fromlist=[attr]), attr)
+        except ImportError as exc:
+            return _unavailable_command(name, f"'dlkit {name}' needs {what}: {exc}")
 
     def invoke(self, ctx):
         warnings.showwarning = _show_warning
@@ -38,6 +59,14 @@ class DlkitGroup(click.Group):
                 raise
             click.echo(f"Error: {exc}", err=True)
             ctx.exit(1)
+
+
+def _unavailable_command(name: str, reason: str) -> click.Command:
+    def fail(**_):
+        raise click.ClickException(reason)
+
+    return click.Command(name, callback=fail, help=f"(unavailable) {reason}",
+                         context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
 
 
 @click.group(cls=DlkitGroup, context_settings={"help_option_names": ["-h", "--help"]})

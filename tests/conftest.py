@@ -1,0 +1,50 @@
+"""Shared test set-up: a Keras dataset cache seeded from the offline copies, and a CLI runner.
+
+The real loaders (keras.datasets) are used unchanged; only their cache is pointed at a copy of
+../shared/datasets (override with DLKIT_SHARED_DATASETS), exactly as a user without internet would.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("DLKIT_SHARED_DATASETS", REPO.parent / "shared" / "datasets"))
+CACHE = Path(os.environ.get("DLKIT_TEST_CACHE", REPO / ".dlkit-cache"))
+
+
+def _seed_keras_cache() -> Path:
+    keras_home = CACHE / "keras"
+    target = keras_home / "datasets"
+    source = SHARED / "keras"
+    if source.is_dir():
+        for path in source.rglob("*"):
+            dest = target / path.relative_to(source)
+            if path.is_file() and not dest.exists():
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(path, dest)
+    return keras_home
+
+
+def pytest_configure(config):
+    # before anything imports Keras: Keras reads KERAS_HOME at import
+    os.environ["KERAS_HOME"] = str(_seed_keras_cache())
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+
+def run_cli(*args: str, env: dict | None = None, timeout: float = 600, cwd: Path | None = None):
+    """Run ``python -m dlkit ARGS`` in a fresh process (a backend is fixed per process)."""
+    full_env = {**os.environ, **(env or {})}
+    return subprocess.run([sys.executable, "-m", "dlkit", *args], capture_output=True, text=True,
+                          env=full_env, timeout=timeout, cwd=cwd)
+
+
+@pytest.fixture
+def cli():
+    return run_cli
+
