@@ -72,8 +72,10 @@ def _unavailable_command(name: str, reason: str) -> click.Command:
 @click.group(cls=DlkitGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="dlkit")
 @click.option("--debug", is_flag=True, help="Show full tracebacks instead of one-line errors.")
+@click.option("--plugin", "plugins", multiple=True, metavar="DIST:NAME",
+              help="Use distribution DIST's NAME where several register NAME (repeatable).")
 @click.pass_context
-def main(ctx: click.Context, debug: bool) -> None:
+def main(ctx: click.Context, debug: bool, plugins: tuple[str, ...]) -> None:
     """dlkit: classic deep-learning algorithms on real data, on TensorFlow, JAX or PyTorch.
 
     \b
@@ -83,6 +85,8 @@ def main(ctx: click.Context, debug: bool) -> None:
       dlkit evaluate RUN_DIR            reload the model and recompute its test metrics
     """
     ctx.obj = {"debug": debug}
+    for spec in plugins:
+        registry.choose(spec)
 
 
 # -- list / info ------------------------------------------------------------------------------------

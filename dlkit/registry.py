@@ -8,18 +8,23 @@ with a one-line reason; the others keep working.
 Environment:
   DLKIT_PLUGINS  comma list of third-party plugin or distribution names to load ("" = built-ins only)
   DLKIT_STRICT   "1" re-raises plugin load errors with their traceback (for plugin authors)
+
+Two distributions registering one name: the built-in wins, else the first distribution by name, and a
+warning names both; ``DIST:NAME`` (or ``dlkit --plugin DIST:NAME``, see :func:`choose`) picks another.
 """
 from __future__ import annotations
 
+import dataclasses
 import os
+import re
 import sys
 import warnings
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib.metadata import EntryPoint, entry_points
 
-from dlkit.api import API_VERSION, BACKENDS, Algorithm
-from dlkit.config import suggest
+from dlkit.api import API_VERSION, BACKENDS, Algorithm, TrainConfig
+from dlkit.config import describe, suggest
 from dlkit.errors import DlkitError
 
 GROUP = "dlkit.algorithms"
@@ -63,7 +68,11 @@ class PluginEntry:
     def algorithm(self) -> Algorithm:
         if self.cls is None:
             raise DlkitError(f"plugin '{self.name}' from {self.distribution} is {self.status}")
-        return self.cls()
+        try:
+            return self.cls()
+        except Exception as exc:  # plugin code: one line naming plugin and distribution, as for hooks
+            raise DlkitError(f"plugin '{self.name}' ({self.distribution}) failed in __init__(): "
+                             f"{_one_line(exc)}") from exc
 
 
 def _one_line(exc: BaseException) -> str:
@@ -71,11 +80,16 @@ def _one_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
 
 
+def normalize_dist(name: str) -> str:
+    """PEP 503 form, so 'dlkit_Foo', 'dlkit.foo' and 'dlkit-foo' name the same distribution."""
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
 def _allowed_third_party() -> set[str] | None:
     raw = os.environ.get("DLKIT_PLUGINS")
     if raw is None:
         return None
-    return {part.strip().lower().replace("_", "-") for part in raw.split(",") if part.strip()}
+    return {normalize_dist(part.strip()) for part in raw.split(",") if part.strip()}
 
 
 def _check_class(obj: object, ep_name: str) -> str | None:
@@ -85,11 +99,24 @@ def _check_class(obj: object, ep_name: str) -> str | None:
     if obj.api_version != API_VERSION:
         return (f"written for dlkit plugin API {obj.api_version}, this dlkit provides API {API_VERSION}; "
                 f"install a matching version of the plugin or of dlkit")
+    if isinstance(obj.backends, str) or not obj.backends:
+        return f"backends must be a non-empty tuple of backend names, e.g. {BACKENDS}; got {obj.backends!r}"
     unknown = [b for b in obj.backends if b not in BACKENDS]
     if unknown:
         return f"declares unknown backend(s) {unknown}; known: {list(BACKENDS)}"
     if obj.name and obj.name != ep_name:
         return f"class says name '{obj.name}' but its entry point is '{ep_name}'"
+    return _check_config(obj.config)
+
+
+def _check_config(config: object) -> str | None:
+    """The config must turn into CLI options now, not when someone types ``dlkit train``."""
+    if not (isinstance(config, type) and issubclass(config, TrainConfig) and dataclasses.is_dataclass(config)):
+        return f"config {config!r} is not a @dataclass subclass of dlkit.api.TrainConfig"
+    try:
+        describe(config)
+    except Exception as exc:  # unsupported field type, unresolvable annotation…
+        return f"config {config.__name__}: {_one_line(exc)}"
     return None
 
 
@@ -97,9 +124,9 @@ def _load(ep: EntryPoint, entry: PluginEntry) -> None:
     heavy_before = {m for m in HEAVY_MODULES if m in sys.modules}
     try:
         obj = ep.load()
-    except Exception as exc:  # a broken plugin must not take the CLI down
-        if os.environ.get("DLKIT_STRICT") == "1":
-            raise
+    except (Exception, SystemExit) as exc:  # a broken plugin must not take the CLI down
+        if os.environ.get("DLKIT_STRICT") == "1":  # the plugin's own traceback, then this line
+            raise RuntimeError(f"plugin '{entry.name}' from {entry.distribution} failed to import") from exc
         entry.error = f"import failed: {_one_line(exc)}"
         return
     problem = _check_class(obj, entry.name)
@@ -116,6 +143,10 @@ def _load(ep: EntryPoint, entry: PluginEntry) -> None:
                       stacklevel=2)
 
 
+#: NAME → distribution chosen with ``dlkit --plugin DIST:NAME`` (see :func:`choose`).
+_chosen: dict[str, str] = {}
+
+
 @lru_cache(maxsize=1)
 def discover() -> tuple[PluginEntry, ...]:
     """Every entry point of the group, loaded or marked broken/disabled, sorted by name."""
@@ -125,23 +156,28 @@ def discover() -> tuple[PluginEntry, ...]:
     for ep in entry_points(group=GROUP):
         dist = ep.dist.name if ep.dist is not None else "unknown"
         version = ep.dist.version if ep.dist is not None else "?"
-        key = (ep.name, dist.lower(), ep.value)
+        key = (ep.name, normalize_dist(dist), ep.value)
         if key in seen:  # the same distribution found twice on sys.path
             continue
         seen.add(key)
         entry = PluginEntry(ep.name, dist, version, ep.value)
-        normalized = dist.lower().replace("_", "-")
-        if allowed is not None and not entry.builtin and ep.name not in allowed and normalized not in allowed:
+        wanted = allowed is None or {normalize_dist(ep.name), normalize_dist(dist)} & allowed
+        if not entry.builtin and not wanted:
             entry.disabled = True
         else:
             _load(ep, entry)
         entries.append(entry)
+    if allowed:
+        known = {normalize_dist(n) for e in entries for n in (e.name, e.distribution)}
+        for unknown in sorted(allowed - known):  # a typo here would silently load nothing
+            warnings.warn(f"DLKIT_PLUGINS names '{unknown}', which is no installed plugin or distribution."
+                          f"{suggest(unknown, known)}", stacklevel=2)
     _resolve_duplicates(entries)
     return tuple(sorted(entries, key=lambda e: (e.name, not e.builtin, e.distribution.lower())))
 
 
 def _resolve_duplicates(entries: list[PluginEntry]) -> None:
-    """Same name from several distributions: built-in first, then by distribution name; warn."""
+    """Same name from several distributions: the --plugin choice, else built-in, else by distribution name."""
     by_name: dict[str, list[PluginEntry]] = {}
     for e in entries:
         if not e.disabled:
@@ -149,10 +185,14 @@ def _resolve_duplicates(entries: list[PluginEntry]) -> None:
     for name, group in by_name.items():
         if len(group) < 2:
             continue
-        group.sort(key=lambda e: (not e.builtin, e.cls is None, e.distribution.lower()))
+        chosen = _chosen.get(name)
+        group.sort(key=lambda e: (normalize_dist(e.distribution) != chosen, not e.builtin, e.cls is None,
+                                  e.distribution.lower()))
         winner = group[0]
         for loser in group[1:]:
             loser.shadowed_by = winner.distribution
+        if chosen == normalize_dist(winner.distribution):
+            continue  # the user settled it with --plugin
         dists = ", ".join(e.distribution for e in group)
         warnings.warn(f"algorithm '{name}' is registered by {dists}; using {winner.distribution} "
                       f"(choose another with DIST:{name}, e.g. {group[1].distribution}:{name})",
@@ -163,11 +203,14 @@ def get(spec: str) -> PluginEntry:
     """Find a plugin by ``NAME`` or ``DIST:NAME``; a clear error if unknown, disabled or broken."""
     entries = discover()
     dist, _, name = spec.rpartition(":")
-    candidates = [e for e in entries if e.name == name and (not dist or e.distribution.lower() == dist.lower())]
+    same_name = [e for e in entries if e.name == name]
+    candidates = [e for e in same_name if not dist or normalize_dist(e.distribution) == normalize_dist(dist)]
     if not candidates:
+        if same_name:  # the name exists, but not in that distribution
+            raise DlkitError(f"distribution '{dist}' provides no algorithm '{name}'; '{name}' comes from "
+                             f"{', '.join(e.distribution for e in same_name)}")
         names = sorted({e.name for e in entries})
-        where = f" from distribution '{dist}'" if dist else ""
-        raise DlkitError(f"unknown algorithm '{name}'{where}.{suggest(name, names)} "
+        raise DlkitError(f"unknown algorithm '{name}'.{suggest(name, names)} "
                          f"Run 'dlkit list' to see the installed algorithms.")
     usable = [e for e in candidates if not e.disabled and e.shadowed_by is None] or candidates
     entry = usable[0]
@@ -176,3 +219,13 @@ def get(spec: str) -> PluginEntry:
     if entry.error:
         raise DlkitError(f"plugin '{name}' from {entry.distribution} is broken: {entry.error}")
     return entry
+
+
+def choose(spec: str) -> PluginEntry:
+    """Make ``DIST:NAME`` the plugin that plain ``NAME`` means in this process (``dlkit --plugin``)."""
+    dist, sep, name = spec.rpartition(":")
+    if not sep or not dist or not name:
+        raise DlkitError(f"--plugin expects DIST:NAME (e.g. dlkit-foo:cnn), got '{spec}'")
+    _chosen[name] = normalize_dist(dist)
+    discover.cache_clear()  # re-resolve duplicates with the choice (warnings only where still ambiguous)
+    return get(spec)
