@@ -3,7 +3,8 @@
 Image datasets come from ``keras.datasets`` (cache: ``$KERAS_HOME/datasets``, default ``~/.keras``);
 ``digits`` is scikit-learn's 8×8 digits, shipped inside the scikit-learn package, so it works
 with no download at all. Offline with no cached file, :func:`load` raises one clear line that
-names the missing file, where to put it and where to get it.
+names the missing file, where to put it and where to get it. ``DLKIT_OFFLINE=1`` skips the
+download attempt altogether.
 """
 from __future__ import annotations
 
@@ -102,6 +103,8 @@ def load(name: str) -> Dataset:
     from keras import datasets
 
     missing = missing_files(name)
+    if missing and os.environ.get("DLKIT_OFFLINE") == "1":  # like HF_HUB_OFFLINE: never touch the network
+        raise _unavailable(name, missing, "DLKIT_OFFLINE=1")
     try:
         (x_train, y_train), (x_test, y_test) = getattr(datasets, source.loader).load_data()
     except Exception as exc:  # offline, or a corrupt cache file Keras could not re-download

@@ -2,7 +2,9 @@
 
 LeCun et al., "Gradient-based learning applied to document recognition", Proc. IEEE 1998.
 Architecture as in the classic Keras MNIST example: Conv32-Conv64-MaxPool-Dropout-Flatten-Dense128-
-Dropout-Dense10. Adam with a cosine-decayed learning rate is what gets it past 99.2% in 3 epochs.
+Dropout-Dense10. Two additions make it reach 99.2% in 3 epochs instead of ~12: batch normalization
+after each convolution and the dense layer (Ioffe & Szegedy, ICML 2015; ``--no-batch-norm`` gives
+the plain net), and Adam with a learning rate that decays to zero on a cosine over the run.
 """
 from __future__ import annotations
 
@@ -17,6 +19,7 @@ class CNNConfig(TrainConfig):
     filters: int = option(32, "Filters of the first convolution (the second has twice as many).", min=1)
     dense: int = option(128, "Units of the hidden dense layer.", min=1)
     dropout: float = option(0.25, "Dropout after the pooling (doubled after the dense layer).", min=0.0, max=0.45)
+    batch_norm: bool = option(True, "Batch-normalize the convolutions and the dense layer.")
     learning_rate: float = option(1e-3, "Adam learning rate (decays to 0 on a cosine over the run).", min=0.0)
 
 
@@ -32,16 +35,22 @@ class CNN(Algorithm):
 
         from dlkit.optimizers import adam_cosine
 
+        # with batch norm a layer's bias is redundant (BN's beta replaces it), and ReLU comes after BN
+        bias = not cfg.batch_norm
+
+        def batch_norm():
+            return [layers.BatchNormalization()] if cfg.batch_norm else []
+
         model = keras.Sequential([
-            keras.Input(shape=data.input_shape),                                 # (B, 28, 28, 1)
-            layers.Conv2D(cfg.filters, 3, activation="relu"),                     # (B, 26, 26, 32)
-            layers.Conv2D(cfg.filters * 2, 3, activation="relu"),                 # (B, 24, 24, 64)
-            layers.MaxPooling2D(2),                                               # (B, 12, 12, 64)
+            keras.Input(shape=data.input_shape),                                    # (B, 28, 28, 1)
+            layers.Conv2D(cfg.filters, 3, use_bias=bias), *batch_norm(), layers.ReLU(),      # (B, 26, 26, 32)
+            layers.Conv2D(cfg.filters * 2, 3, use_bias=bias), *batch_norm(), layers.ReLU(),  # (B, 24, 24, 64)
+            layers.MaxPooling2D(2),                                                 # (B, 12, 12, 64)
             layers.Dropout(cfg.dropout),
-            layers.Flatten(),                                                     # (B, 9216)
-            layers.Dense(cfg.dense, activation="relu"),
+            layers.Flatten(),                                                       # (B, 9216)
+            layers.Dense(cfg.dense, use_bias=bias), *batch_norm(), layers.ReLU(),            # (B, 128)
             layers.Dropout(2 * cfg.dropout),
-            layers.Dense(data.num_classes, activation="softmax"),
+            layers.Dense(data.num_classes, activation="softmax"),                   # (B, 10)
         ], name="cnn")
         model.compile(optimizer=adam_cosine(cfg.learning_rate, cfg.epochs, len(data.x_train), cfg.batch_size),
                       loss="sparse_categorical_crossentropy", metrics=["accuracy"])
