@@ -23,12 +23,12 @@ x_test = (x_test.astype("float32") / 255.0)[..., None]
 
 model = keras.Sequential([
     keras.Input(shape=(28, 28, 1)),
-    layers.Conv2D(32, 3, activation="relu"),
-    layers.Conv2D(64, 3, activation="relu"),
+    layers.Conv2D(32, 3, use_bias=False), layers.BatchNormalization(), layers.ReLU(),
+    layers.Conv2D(64, 3, use_bias=False), layers.BatchNormalization(), layers.ReLU(),
     layers.MaxPooling2D(2),
     layers.Dropout(0.25),
     layers.Flatten(),
-    layers.Dense(128, activation="relu"),
+    layers.Dense(128, use_bias=False), layers.BatchNormalization(), layers.ReLU(),
     layers.Dropout(0.5),
     layers.Dense(10, activation="softmax"),
 ])
