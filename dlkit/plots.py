@@ -19,6 +19,8 @@ def learning_curves(history: dict[str, list], path: Path, title: str) -> Path | 
     if not names or not any(history[k] for k in names):
         return None
     plt = _pyplot()
+    from matplotlib.ticker import MaxNLocator
+
     fig, axes = plt.subplots(1, len(names), figsize=(4.5 * len(names), 3.5), squeeze=False)
     for ax, name in zip(axes[0], names):
         epochs = range(1, len(history[name]) + 1)
@@ -26,6 +28,7 @@ def learning_curves(history: dict[str, list], path: Path, title: str) -> Path | 
         if history.get("val_" + name):
             ax.plot(epochs, history["val_" + name], marker="o", label="validation")
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole numbers
         ax.set_title(name)
         ax.grid(alpha=0.3)
         ax.legend()
