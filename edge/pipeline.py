@@ -1,0 +1,272 @@
+"""``dlkit export``: load a run's model on TensorFlow, prune, quantize, convert, verify, report.
+
+Everything is written into a hidden staging folder beside ``--out`` and renamed into place only
+when the report is complete, so a failure or Ctrl-C never leaves a half export where a user would
+take it for a good one. A variant whose LiteRT accuracy is off by more than the tolerance is moved
+to ``rejected/`` and marked ❎; one that failed is marked ❌; either makes the command exit 1.
+"""
+from __future__ import annotations
+
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from dlkit.errors import DlkitError
+from dlkit.runs import METRICS, MODEL, Run
+
+from . import report
+from .report import FAILED, OFF, OK, Row
+
+QUANTIZE_MODES = ("none", "float16", "dynamic", "int8")
+VARIANT = {"none": "float32", "float16": "float16", "dynamic": "dynamic", "int8": "int8"}
+
+
+@dataclass
+class ExportOptions:
+    quantize: tuple[str, ...] = ("none",)
+    prune: float | None = None
+    structured: str | None = None
+    qat: bool = False
+    out: str | None = None
+    runs: str = "runs"
+    fine_tune_epochs: int = 2
+    qat_epochs: int = 1
+    learning_rate: float = 1e-4
+    tolerance: float = 1.0          # accuracy points
+    test_samples: int = 0           # 0: the run's own test set
+    fine_tune_samples: int = 0      # 0: the run's own training set
+    latency_runs: int = 200
+
+
+def parse_quantize(text: str) -> tuple[str, ...]:
+    modes = [m.strip().lower() for m in text.split(",") if m.strip()] or ["none"]
+    if modes == ["all"]:
+        return QUANTIZE_MODES
+    for mode in modes:
+        if mode not in QUANTIZE_MODES:
+            from dlkit.config import suggest
+
+            raise DlkitError(f"unknown quantize mode '{mode}'; choose none, float16, dynamic or int8 (or several, "
+                             f"comma separated, or all).{suggest(mode, QUANTIZE_MODES)}")
+    return tuple(dict.fromkeys(["none", *modes]))  # float32 always: it is the reference for size and latency
+
+
+def check_options(opts: ExportOptions):
+    """Validate before anything heavy is imported or written; returns the N:M pattern or None."""
+    from .prune import Pattern
+
+    if opts.prune is not None and not 0 < opts.prune < 1:
+        raise DlkitError(f"--prune takes a sparsity strictly between 0 and 1 (e.g. 0.5); got {opts.prune}")
+    pattern = None
+    if opts.structured:
+        if opts.prune is None:
+            raise DlkitError("--structured N:M needs --prune (e.g. --prune 0.5 --structured 2:4)")
+        pattern = Pattern.parse(opts.structured)
+        implied = 1 - pattern.n / pattern.m
+        if abs(opts.prune - implied) > 1e-6:
+            raise DlkitError(f"--structured {pattern.n}:{pattern.m} prunes exactly {implied:g} of each group; "
+                             f"pass --prune {implied:g}")
+    return pattern
+
+
+def find_run(target: str, runs_root: str) -> Run:
+    """A run folder, or an algorithm name → its latest completed run with a model under ``runs_root``."""
+    path = Path(target)
+    if path.exists() or os.sep in target or target.startswith("."):
+        run = Run.open(path)
+    else:
+        from dlkit import registry
+
+        entry = registry.get(target)  # unknown names get a did-you-mean
+        base = Path(runs_root) / entry.name
+        done = [p for p in base.glob("*") if (p / MODEL).is_file() and (p / METRICS).is_file()
+                and Run(p).metrics.get("status") == "completed"]
+        if not done:
+            raise DlkitError(f"no completed run of '{entry.name}' under {base}/; train one first "
+                             f"(dlkit train {entry.name}) or pass a run folder")
+        run = Run(max(done, key=lambda p: (Run(p).metrics.get("created", ""), p.name)))
+    if not run.model_path.is_file():
+        raise DlkitError(f"no {MODEL} in {run.path}: nothing to export (the run was interrupted before its "
+                         f"first epoch ended, or failed)")
+    return run
+
+
+def export(target: str, opts: ExportOptions, echo=print) -> tuple[Path, list[Row]]:
+    pattern = check_options(opts)
+    run = find_run(target, opts.runs)
+    saved = run.config
+    from dlkit import backends, registry
+    from dlkit.config import make_config
+    from dlkit.training import call_hook, prepare, resolve_dataset
+
+    spec = f"{saved['distribution']}:{saved['algorithm']}" if saved.get("distribution") else saved["algorithm"]
+    entry = registry.get(spec)
+    if entry.cls.task != "classification":
+        raise DlkitError(f"dlkit export verifies classification accuracy; '{entry.name}' is a {entry.cls.task} model")
+    cfg = make_config(entry.cls.config, saved.get("config", {}))
+    resolve_dataset(entry.cls, cfg)
+    backends.activate("tensorflow")  # a .keras file is backend-neutral: a JAX/Torch run exports the same
+    import keras
+    import numpy as np
+
+    plugin = entry.algorithm()
+    model = run.load_model(plugin.custom_objects())
+    try:
+        data = prepare(call_hook(entry, plugin, "load_data", cfg), cfg)
+    except DlkitError as exc:
+        raise DlkitError(f"export needs {entry.name}'s data to verify the model and calibrate int8: {exc}") from None
+    x_test, y_test = data.x_test, data.y_test
+    if opts.test_samples:
+        x_test, y_test = x_test[:opts.test_samples], y_test[:opts.test_samples]
+    x_fit, y_fit = data.x_train, data.y_train
+    if opts.fine_tune_samples:
+        x_fit, y_fit = x_fit[:opts.fine_tune_samples], y_fit[:opts.fine_tune_samples]
+    if len(x_fit) == 0 and ("int8" in opts.quantize or opts.prune or opts.qat):
+        raise DlkitError("no representative data: the run's training set is empty, so int8 calibration, pruning "
+                         "and QAT are impossible; export with --quantize float16 or dynamic")
+
+    out = Path(opts.out) if opts.out else Path("exports") / entry.name / run.path.name
+    out.parent.mkdir(parents=True, exist_ok=True)
+    stage = Path(tempfile.mkdtemp(prefix=f".partial-{out.name}-", dir=out.parent))
+    try:
+        rows = _variants(entry.name, model, opts, pattern, stage, x_fit, y_fit, x_test, y_test, echo)
+        meta = {"algorithm": entry.name, "run": str(run.path), "trained_on": run.metrics.get("backend", "?"),
+                "dataset": data.name, "test_samples": int(len(x_test)), "tolerance": opts.tolerance,
+                "latency_runs": opts.latency_runs, "options": {k: v for k, v in vars(opts).items()},
+                "machine": f"{platform.machine()} CPU ({os.cpu_count()} cores)",
+                "versions": {"keras": keras.__version__, "numpy": np.__version__, **_litert_versions()}}
+        report.write(stage, meta, rows)
+        if out.exists():
+            old = out.with_name(f".old-{out.name}-{os.getpid()}")
+            os.replace(out, old)
+            shutil.rmtree(old, ignore_errors=True)
+        os.replace(stage, out)
+    except BaseException:
+        shutil.rmtree(stage, ignore_errors=True)
+        raise
+    return out, rows
+
+
+def _litert_versions() -> dict:
+    from importlib import metadata
+
+    found = {}
+    for dist in ("tensorflow", "ai-edge-litert", "tensorflow-model-optimization"):
+        try:
+            found[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            found[dist] = "not installed"
+    return found
+
+
+def _variants(name, model, opts, pattern, stage, x_fit, y_fit, x_test, y_test, echo) -> list[Row]:
+    import keras
+    import numpy as np
+
+    from dlkit.runs import save_model
+
+    from . import convert, prune, verify
+
+    def keras_accuracy(m) -> float:
+        return float(np.mean(np.argmax(m.predict(x_test, batch_size=256, verbose=0), -1) == y_test))
+
+    def tflite_row(variant: str, blob: bytes, reference: float, reference_name: str, note: str = "") -> Row:
+        path = convert.write(blob, stage / f"{name}_{variant}.tflite")
+        row = Row(variant, path.name, reference=reference_name, note=note)
+        try:
+            row.accuracy = verify.accuracy(path, x_test, y_test)
+            row.size, row.gzip_size = path.stat().st_size, verify.gzip_size(path)
+            row.sparsity = verify.weight_sparsity(path)
+            row.latency_ms = verify.latency_ms(path, x_test[0], runs=opts.latency_runs)
+        except Exception as exc:  # the file exists but LiteRT cannot run it: never ship that
+            path.unlink()
+            row.status, row.file, row.note = FAILED, "", f"LiteRT could not run it: {str(exc).splitlines()[0][:200]}"
+            return row
+        drop = 100 * (reference - row.accuracy)
+        if drop > opts.tolerance:
+            (stage / "rejected").mkdir(exist_ok=True)
+            os.replace(path, stage / "rejected" / path.name)
+            row.status, row.file = OFF, f"rejected/{path.name}"
+            row.note = (row.note + "; " if row.note else "") + f"{drop:.2f} pt below {reference_name}"
+        echo(f"  {variant}: accuracy {row.accuracy:.4f}, {row.size / 1024:.1f} KiB, {row.latency_ms:.3f} ms {row.status}")
+        return row
+
+    rows: list[Row] = []
+    dense_acc = keras_accuracy(model)
+    dense_sparsity = prune.measure(model)["kernel_sparsity"] if _has_kernels(model) else 0.0
+    rows.append(Row("keras float32", "", dense_acc, reference="", sparsity=dense_sparsity,
+                    note="the trained model (reference)"))
+    echo(f"keras model: accuracy {dense_acc:.4f} on {len(x_test)} test examples")
+    reference_acc, reference_name, suffix = dense_acc, "keras float32", ""
+
+    if opts.prune is not None:
+        rows.append(tflite_row("float32-dense", convert.to_tflite(model, "none"), dense_acc, "keras float32",
+                               note="before pruning, for size comparison"))
+        summary = prune.prune(model, x_fit, y_fit, opts.prune, pattern=pattern, epochs=opts.fine_tune_epochs,
+                              learning_rate=opts.learning_rate, echo=echo)
+        save_model(model, stage / f"{name}_pruned.keras")  # plain Keras 3: loads on every backend
+        pruned_acc = keras_accuracy(model)
+        label = f"pruned{round(100 * opts.prune)}" + (f"-{pattern.n}of{pattern.m}" if pattern else "")
+        rows.append(Row(f"keras float32 {label}", f"{name}_pruned.keras", pruned_acc, reference="keras float32",
+                        size=(stage / f"{name}_pruned.keras").stat().st_size, sparsity=summary["kernel_sparsity"],
+                        note=f"{100 * (pruned_acc - dense_acc):+.2f} pt vs dense; {len(summary['layers'])} kernels "
+                             f"pruned"))
+        echo(f"pruned model: accuracy {pruned_acc:.4f}, kernel sparsity {summary['kernel_sparsity']:.3f}")
+        reference_acc, reference_name, suffix = pruned_acc, f"keras {label}", f"-{label}"
+
+    for mode in opts.quantize:
+        variant = VARIANT[mode] + suffix
+        try:
+            blob = convert.to_tflite(model, mode, x_fit)
+        except convert.UnsupportedOps:
+            raise  # the model itself cannot go to TFLite: the whole export fails, nothing is kept
+        except DlkitError as exc:
+            rows.append(Row(variant, status=FAILED, note=str(exc)))
+            continue
+        rows.append(tflite_row(variant, blob, reference_acc, reference_name))
+
+    if opts.qat:
+        rows.append(_qat_row(name, model, opts, stage, x_fit, y_fit, reference_acc, reference_name, suffix,
+                             tflite_row, echo))
+    return rows
+
+
+def _has_kernels(model) -> bool:
+    from .prune import PRUNABLE
+
+    return any(type(layer).__name__ in PRUNABLE for layer in model.layers)
+
+
+def _qat_row(name, model, opts, stage, x_fit, y_fit, reference_acc, reference_name, suffix, tflite_row, echo) -> Row:
+    """Run edge/qat.py in its own process (tfmot flips tf.keras to legacy Keras for a whole process)."""
+    import numpy as np
+
+    from dlkit.runs import save_model
+
+    variant = "int8-qat" + suffix
+    with tempfile.TemporaryDirectory(prefix="dlkit-qat-") as tmp:
+        tmp = Path(tmp)
+        save_model(model, tmp / "model.keras")
+        np.savez(tmp / "train.npz", x_train=x_fit, y_train=y_fit)
+        command = [sys.executable, "-m", "dlkit.edge.qat", str(tmp / "model.keras"), str(tmp / "train.npz"),
+                   str(tmp / "qat.tflite"), "--epochs", str(opts.qat_epochs),
+                   "--learning-rate", str(opts.learning_rate)]
+        if opts.prune is not None:
+            command.append("--preserve-sparsity")
+        echo(f"quantization-aware training (tfmot, separate process): {opts.qat_epochs} epoch(s)")
+        env = {**os.environ, "KERAS_BACKEND": "tensorflow", "TF_CPP_MIN_LOG_LEVEL": "3"}
+        done = subprocess.run(command, capture_output=True, text=True, env=env)
+        lines = done.stdout.splitlines()
+        error = next((line[len("QAT-ERROR: "):] for line in lines if line.startswith("QAT-ERROR: ")), None)
+        if done.returncode or not (tmp / "qat.tflite").is_file():
+            if error is None:
+                tail = [line for line in done.stderr.strip().splitlines() if line.strip()]
+                error = tail[-1] if tail else f"exit status {done.returncode}"
+            return Row(variant, status=FAILED, note=f"QAT failed: {error[:300]}")
+        return tflite_row(variant, (tmp / "qat.tflite").read_bytes(), reference_acc, reference_name,
+                          note=f"tfmot QAT, {opts.qat_epochs} epoch(s)")

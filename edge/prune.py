@@ -1,0 +1,138 @@
+"""Magnitude pruning written on Keras 3: works on every backend, leaves a plain Keras 3 model.
+
+Zhu & Gupta, "To prune, or not to prune: exploring the efficacy of pruning for model compression",
+ICLR workshop 2018 — the method tfmot's ``prune_low_magnitude`` implements: during fine-tuning, every
+few steps the smallest-magnitude weights of each kernel are masked to zero, the sparsity rising on
+the polynomial schedule s(t) = s_f · (1 − (1 − t/T)³) from 0 to s_f; after each step the masks are
+re-applied, so the optimizer cannot revive a pruned weight. No wrapper layers are added: at the end
+"stripping" is a no-op and the model saves as an ordinary ``.keras`` file.
+
+Structured N:M sparsity (``--structured 2:4``): in every group of M consecutive input channels of a
+kernel, only the N largest weights are kept (Mishra et al., "Accelerating Sparse Deep Neural
+Networks", 2021) — the pattern sparse tensor cores and XNNPACK's sparse kernels can exploit.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from dlkit.errors import DlkitError
+
+PRUNABLE = ("Conv2D", "Dense", "DepthwiseConv2D")
+STRUCTURED_PRUNABLE = ("Conv2D", "Dense")  # N:M groups run along input channels: depthwise has one
+
+
+@dataclass
+class Pattern:
+    n: int
+    m: int
+
+    @classmethod
+    def parse(cls, text: str) -> Pattern:
+        try:
+            n, m = (int(part) for part in text.split(":"))
+        except ValueError:
+            n = m = 0
+        if not 0 < n < m:
+            raise DlkitError(f"--structured expects N:M with 0 < N < M, e.g. 2:4; got '{text}'")
+        return cls(n, m)
+
+
+def targets(model, pattern: Pattern | None = None) -> list:
+    """(layer, kernel variable) pairs to prune. With a pattern: only kernels whose input channels split into M."""
+    found = []
+    for layer in model.layers:
+        kind = type(layer).__name__
+        if kind not in (STRUCTURED_PRUNABLE if pattern else PRUNABLE) or not hasattr(layer, "kernel"):
+            continue
+        if pattern and layer.kernel.shape[-2] % pattern.m:
+            continue
+        found.append((layer, layer.kernel))
+    if not found:
+        what = f"{pattern.n}:{pattern.m} structured sparsity (it needs Conv2D/Dense kernels whose input " \
+               f"channels are a multiple of {pattern.m})" if pattern else "pruning (no Conv2D/Dense kernels)"
+        raise DlkitError(f"model '{model.name}' has no layer {what} can apply to")
+    return found
+
+
+def magnitude_mask(weights, sparsity: float, pattern: Pattern | None = None):
+    """0/1 mask keeping the largest-magnitude weights: a global fraction, or N in every M along axis -2."""
+    import numpy as np
+
+    magnitude = np.abs(weights)
+    if pattern:
+        moved = np.moveaxis(magnitude, -2, -1)                       # (..., out, in)
+        groups = moved.reshape(*moved.shape[:-1], -1, pattern.m)     # (..., out, in/M, M)
+        rank = np.argsort(np.argsort(-groups, axis=-1), axis=-1)     # 0 = largest in its group
+        keep = (rank < pattern.n).reshape(moved.shape)
+        return np.moveaxis(keep, -1, -2).astype(weights.dtype)
+    k = int(round(sparsity * magnitude.size))
+    mask = np.ones(magnitude.size, dtype=weights.dtype)
+    if k:
+        mask[np.argsort(magnitude, axis=None, kind="stable")[:k]] = 0
+    return mask.reshape(weights.shape)
+
+
+def polynomial_sparsity(step: int, end_step: int, final: float, power: int = 3) -> float:
+    """tfmot's PolynomialDecay from 0 to ``final`` over [0, end_step]."""
+    progress = min(1.0, step / max(1, end_step))
+    return final * (1.0 - (1.0 - progress) ** power)
+
+
+def prune(model, x_train, y_train, sparsity: float, *, pattern: Pattern | None = None, epochs: int = 2,
+          batch_size: int = 128, learning_rate: float = 1e-4, echo=print) -> dict:
+    """Prune ``model`` in place to ``sparsity`` while fine-tuning on (x_train, y_train); return a summary."""
+    import keras
+
+    pairs = targets(model, pattern)
+    steps = max(1, epochs * math.ceil(len(x_train) / batch_size))
+    end_step = max(1, int(0.75 * steps))   # the last quarter fine-tunes at the final sparsity
+    frequency = max(1, end_step // 20)      # tfmot's default is every 100 steps; 20 updates here
+    masks = [keras.ops.ones(var.shape, dtype=var.dtype) for _, var in pairs]
+
+    def update_masks(step: int) -> None:
+        level = sparsity if pattern else polynomial_sparsity(step, end_step, sparsity)
+        for i, (_, var) in enumerate(pairs):
+            masks[i] = keras.ops.convert_to_tensor(magnitude_mask(keras.ops.convert_to_numpy(var), level, pattern))
+
+    def apply_masks() -> None:
+        for (_, var), mask in zip(pairs, masks):
+            var.assign(keras.ops.multiply(var.value, mask))
+
+    class Pruning(keras.callbacks.Callback):
+        step = 0
+
+        def on_train_batch_begin(self, batch, logs=None):
+            if self.step % frequency == 0 and self.step <= end_step:
+                update_masks(self.step)
+                apply_masks()
+
+        def on_train_batch_end(self, batch, logs=None):
+            apply_masks()
+            self.step += 1
+
+    loss = getattr(model, "loss", None) or "sparse_categorical_crossentropy"
+    model.compile(optimizer=keras.optimizers.Adam(keras.optimizers.schedules.CosineDecay(learning_rate, steps)),
+                  loss=loss, metrics=["accuracy"])
+    echo(f"pruning {len(pairs)} kernels to {sparsity:.0%} "
+         f"({'%d:%d structured' % (pattern.n, pattern.m) if pattern else 'magnitude, polynomial schedule'}), "
+         f"fine-tuning {epochs} epoch(s) on {len(x_train)} examples")
+    model.fit(x_train, y_train, batch_size=batch_size, epochs=epochs, callbacks=[Pruning()], verbose=2)
+    update_masks(end_step)  # the final sparsity, exactly
+    apply_masks()
+    return {"layers": [layer.name for layer, _ in pairs], "target": sparsity, **measure(model, pairs)}
+
+
+def measure(model, pairs=None) -> dict:
+    """Zero fraction of the prunable kernels, and of all weights."""
+    import keras
+    import numpy as np
+
+    pairs = pairs if pairs is not None else targets(model)
+    kernels = [keras.ops.convert_to_numpy(var) for _, var in pairs]
+    zeros = sum(int(np.count_nonzero(k == 0)) for k in kernels)
+    size = sum(k.size for k in kernels)
+    all_weights = [keras.ops.convert_to_numpy(w) for w in model.weights]
+    total = sum(w.size for w in all_weights)
+    return {"kernel_sparsity": zeros / max(size, 1),
+            "model_sparsity": sum(int(np.count_nonzero(w == 0)) for w in all_weights) / max(total, 1)}

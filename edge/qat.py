@@ -1,0 +1,89 @@
+"""Quantization-aware training with tensorflow-model-optimization, in a process of its own.
+
+Importing tfmot switches ``tf.keras`` to legacy Keras (tf_keras) for the whole process (tfmot issue
+#1119), so this runs as ``python -m dlkit.edge.qat`` from the export: the Keras 3 model is loaded,
+mirrored into tf_keras (edge/mirror.py), annotated, fine-tuned with fake-quantization, and
+converted to a full-integer ``.tflite``. With ``--preserve-sparsity`` the scheme is tfmot's
+pruning-preserving QAT, so a pruned model stays pruned.
+
+Jacob et al., "Quantization and Training of Neural Networks for Efficient Integer-Arithmetic-Only
+Inference", CVPR 2018.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+
+def run(args) -> dict:
+    os.environ["KERAS_BACKEND"] = "tensorflow"
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    import keras
+    import numpy as np
+
+    from dlkit.edge import convert, mirror
+
+    model = keras.saving.load_model(args.model, safe_mode=True)
+    arrays = np.load(args.data)
+    x, y = arrays["x_train"], arrays["y_train"]
+
+    import tensorflow as tf
+    import tensorflow_model_optimization as tfmot
+    import tf_keras
+
+    twin = mirror.build(model, tf_keras)
+    diff = mirror.check(model, twin, x[:16])
+    quantize = tfmot.quantization.keras
+    registry = quantize.default_8bit.Default8BitQuantizeRegistry()
+
+    def annotate(layer):  # layers tfmot has no recipe for (Resizing, Rescaling…) stay float in training
+        return quantize.quantize_annotate_layer(layer) if registry.supports(layer) else layer
+
+    annotated = tf_keras.models.clone_model(twin, clone_function=annotate)
+    annotated.set_weights(twin.get_weights())
+    with quantize.quantize_scope():
+        if args.preserve_sparsity:
+            scheme = tfmot.experimental.combine.Default8BitPrunePreserveQuantizeScheme()
+            qat = quantize.quantize_apply(annotated, scheme)
+        else:
+            qat = quantize.quantize_apply(annotated)
+    steps = max(1, args.epochs * int(np.ceil(len(x) / args.batch_size)))
+    qat.compile(optimizer=tf_keras.optimizers.Adam(tf_keras.optimizers.schedules.CosineDecay(args.learning_rate, steps)),
+                loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    print(f"QAT: fine-tuning {args.epochs} epoch(s) on {len(x)} examples (mirror max diff {diff:.1e})", flush=True)
+    qat.fit(x, y, batch_size=args.batch_size, epochs=args.epochs, verbose=2)
+
+    converter = tf.lite.TFLiteConverter.from_keras_model(qat)
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.representative_dataset = convert.representative(x)  # ranges for the layers left float
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    convert.write(convert.convert(converter), Path(args.out))
+    return {"mirror_max_diff": diff, "epochs": args.epochs, "examples": int(len(x))}
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m dlkit.edge.qat", description=__doc__.splitlines()[0])
+    parser.add_argument("model")
+    parser.add_argument("data", help=".npz with x_train, y_train")
+    parser.add_argument("out")
+    parser.add_argument("--epochs", type=int, default=1)
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--learning-rate", type=float, default=1e-4)
+    parser.add_argument("--preserve-sparsity", action="store_true")
+    args = parser.parse_args(argv)
+    from dlkit.errors import DlkitError
+
+    try:
+        summary = run(args)
+    except DlkitError as exc:
+        print(f"QAT-ERROR: {exc}", flush=True)
+        return 1
+    print("QAT-RESULT: " + json.dumps(summary), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
