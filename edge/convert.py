@@ -84,7 +84,7 @@ def convert(converter) -> bytes:
         return converter.convert()
     except Exception as exc:
         text = str(exc)
-        ops = sorted(set(re.findall(r"'(?:tf|tfl)\.(\w+)' op", text)) | set(re.findall(r"\btf\.(\w+)\b", text)))
+        ops = sorted(set(re.findall(r"\b(?:tf|tfl)\.([A-Z]\w+)", text)))
         if "not supported" in text or "Select TF" in text or "neither a custom op nor a flex op" in text:
             names = ", ".join(ops) or "see --debug"
             raise UnsupportedOps(f"the model has ops TFLite cannot convert with its built-in op set: {names} "

@@ -1,0 +1,250 @@
+"""The edge pipeline: export to every quantize mode verified by LiteRT, pruning, QAT, bad input, and a
+LiteRT-only environment (no TensorFlow, no Keras) running the exported file."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.conftest import CACHE, REPO
+
+TINY = ("--test-samples", "200", "--latency-runs", "5")
+
+
+def train(cli, out: Path, *args: str) -> Path:
+    done = cli("train", *args, "--out", str(out))
+    assert done.returncode == 0, done.stderr[-2000:]
+    algorithm = args[0]
+    return next((out / algorithm).iterdir())
+
+
+@pytest.fixture(scope="module")
+def cnn_run(tmp_path_factory):
+    from tests.conftest import run_cli
+
+    return train(run_cli, tmp_path_factory.mktemp("runs"), "cnn", "--epochs", "1", "--train-samples", "1000",
+                 "--test-samples", "200")
+
+
+@pytest.fixture(scope="module")
+def full_export(cnn_run, tmp_path_factory):
+    """One export exercising everything: all quantize modes, 50% pruning, pruning-preserving QAT."""
+    from tests.conftest import run_cli
+
+    out = tmp_path_factory.mktemp("export") / "cnn"
+    done = run_cli("export", str(cnn_run), "--tflite", "--quantize", "all", "--prune", "0.5", "--qat",
+                   "--fine-tune-epochs", "1", "--fine-tune-samples", "512", "--tolerance", "3", "--out", str(out),
+                   *TINY)
+    return out, done
+
+
+def test_export_every_mode_verified_by_litert(full_export):
+    out, done = full_export
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
+    report = json.loads((out / "export_report.json").read_text())
+    rows = {r["variant"]: r for r in report["variants"]}
+    for variant in ("float32-dense", "float32-pruned50", "float16-pruned50", "dynamic-pruned50", "int8-pruned50",
+                    "int8-qat-pruned50"):
+        row = rows[variant]
+        assert row["status"] == "✅", row
+        assert (out / row["file"]).is_file() and row["size"] > 0 and row["latency_ms"] > 0
+        assert row["gzip_size"] < row["size"] and 0.5 < row["accuracy"] <= 1
+    assert rows["int8-pruned50"]["size"] < 0.35 * rows["float32-pruned50"]["size"]
+    assert (out / "export_report.md").read_text().count("✅") >= 7
+    assert "variant" in done.stdout and "report:" in done.stdout  # the table is printed
+
+
+def test_pruning_reaches_the_requested_sparsity(full_export):
+    out, _ = full_export
+    rows = {r["variant"]: r for r in json.loads((out / "export_report.json").read_text())["variants"]}
+    assert abs(rows["keras float32 pruned50"]["sparsity"] - 0.5) < 0.01
+    assert rows["float32-pruned50"]["sparsity"] > 0.45  # the zeros survive conversion
+    assert rows["int8-qat-pruned50"]["sparsity"] > 0.45  # pruning-preserving QAT keeps them
+    assert rows["float32-pruned50"]["gzip_size"] < 0.75 * rows["float32-dense"]["gzip_size"]
+
+
+@pytest.mark.parametrize("backend", ["jax", "torch"])
+def test_pruned_keras_file_loads_on_other_backends(full_export, backend):
+    out, _ = full_export
+    code = ("import keras, numpy as np; m = keras.saving.load_model(%r); "
+            "w = m.get_layer('dense').kernel; print(keras.backend.backend(), float(np.mean(np.asarray(w) == 0)))"
+            % str(out / "cnn_pruned.keras"))
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env={**os.environ, "KERAS_BACKEND": backend}, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    name, zeros = done.stdout.split()
+    assert name == backend and abs(float(zeros) - 0.5) < 0.01
+
+
+def test_structured_2_of_4(cnn_run, tmp_path):
+    import keras
+
+    from dlkit.edge import prune
+
+    model = keras.saving.load_model(cnn_run / "model.keras")
+    x = np.random.default_rng(0).random((64, 28, 28, 1), dtype=np.float32)
+    summary = prune.prune(model, x, np.zeros(64, "int64"), 0.5, pattern=prune.Pattern(2, 4), epochs=1,
+                          echo=lambda *_: None)
+    assert "conv2d" not in summary["layers"]  # its single input channel cannot be split into groups of 4
+    kernel = keras.ops.convert_to_numpy(model.get_layer("dense").kernel)  # (9216, 128)
+    groups = (np.moveaxis(kernel, -2, -1).reshape(128, -1, 4) != 0).sum(-1)
+    assert np.all(groups <= 2)
+
+
+def test_magnitude_mask_and_schedule():
+    from dlkit.edge.prune import Pattern, magnitude_mask, polynomial_sparsity
+
+    w = np.random.default_rng(0).normal(size=(3, 3, 8, 16)).astype("float32")
+    mask = magnitude_mask(w, 0.7)
+    assert mask.mean() == pytest.approx(0.3, abs=1 / w.size)
+    assert np.abs(w[mask == 0]).max() <= np.abs(w[mask == 1]).min()
+    nm = magnitude_mask(w, 0.5, Pattern(2, 4))
+    assert np.all(np.moveaxis(nm, -2, -1).reshape(3, 3, 16, 2, 4).sum(-1) == 2)
+    assert polynomial_sparsity(0, 100, 0.5) == 0 and polynomial_sparsity(100, 100, 0.5) == 0.5
+    assert polynomial_sparsity(50, 100, 0.5) == pytest.approx(0.5 * (1 - 0.5 ** 3))
+
+
+def test_tf_keras_mirror_matches_mobilenet_exactly():
+    import keras
+    import tf_keras
+
+    from dlkit import registry
+    from dlkit.api import Dataset
+    from dlkit.config import make_config
+    from dlkit.edge import mirror
+
+    x = np.random.default_rng(0).random((8, 28, 28, 1), dtype=np.float32)
+    data = Dataset("fake", x, np.zeros(8, "int64"), x, np.zeros(8, "int64"), tuple("abcdefghij"), (28, 28, 1))
+    entry = registry.get("mobilenet")
+    model = entry.algorithm().build(make_config(entry.cls.config, {"alpha": 0.35}), data)
+    twin = mirror.build(model, tf_keras)
+    assert mirror.check(model, twin, x) <= 1e-5
+    assert len(twin.get_weights()) == len(model.get_weights())
+    del keras
+
+
+# -- a device-like environment ----------------------------------------------------------------------------
+def litert_only_python() -> Path:
+    """A venv with only ai-edge-litert and NumPy, made once and cached under .dlkit-cache/."""
+    venv = CACHE / "litert-only-venv"
+    python = venv / "bin" / "python"
+    if not (venv / ".ready").exists():
+        shutil.rmtree(venv, ignore_errors=True)
+        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=300)
+        done = subprocess.run([str(python), "-m", "pip", "install", "-q", "ai-edge-litert", "numpy"],
+                              capture_output=True, text=True, timeout=600)
+        if done.returncode:
+            pytest.skip(f"could not install ai-edge-litert from PyPI: {done.stderr.strip().splitlines()[-1:]}")
+        (venv / ".ready").write_text("ok\n")
+    return python
+
+
+def test_tflite_runs_with_only_litert_and_numpy(full_export, tmp_path):
+    out, _ = full_export
+    python = litert_only_python()
+    absent = subprocess.run([str(python), "-c", "import tensorflow"], capture_output=True)
+    assert absent.returncode != 0  # no TensorFlow there
+    absent = subprocess.run([str(python), "-c", "import keras"], capture_output=True)
+    assert absent.returncode != 0
+    from dlkit import data as datasets
+
+    mnist = datasets.load("mnist")
+    np.savez(tmp_path / "test.npz", x=mnist.x_test[:200], y=mnist.y_test[:200])
+    report = json.loads((out / "export_report.json").read_text())
+    for row in report["variants"]:
+        if row["variant"] not in ("int8-pruned50", "float32-dense"):
+            continue
+        done = subprocess.run([str(python), str(REPO / "edge" / "verify.py"), str(out / row["file"]),
+                               str(tmp_path / "test.npz")], capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr[-2000:]
+        measured = json.loads(done.stdout.strip().splitlines()[-1])
+        assert measured["accuracy"] == pytest.approx(row["accuracy"], abs=1e-9)  # same test set, same numbers
+
+
+# -- bad input: one line, exit 1, nothing left behind ------------------------------------------------------
+def one_line_error(done) -> str:
+    assert done.returncode == 1, done.stdout + done.stderr
+    lines = [line for line in done.stderr.strip().splitlines() if line.startswith("Error:")]
+    assert len(lines) == 1, done.stderr
+    assert "Traceback" not in done.stderr
+    return lines[0]
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--quantize", "int4"], "unknown quantize mode 'int4'"),
+    (["--prune", "1.5"], "strictly between 0 and 1"),
+    (["--prune", "0"], "strictly between 0 and 1"),
+    (["--structured", "2:4"], "--structured N:M needs --prune"),
+    (["--prune", "0.3", "--structured", "2:4"], "pass --prune 0.5"),
+    (["--prune", "0.5", "--structured", "4:2"], "N:M with 0 < N < M"),
+])
+def test_bad_options(cli, cnn_run, tmp_path, args, message):
+    out = tmp_path / "exp"
+    line = one_line_error(cli("export", str(cnn_run), "--tflite", "--out", str(out), *args))
+    assert message in line
+    assert not out.exists() and not list(tmp_path.glob(".partial-*"))
+
+
+def test_no_format_and_unknown_targets(cli, tmp_path):
+    assert "--tflite" in one_line_error(cli("export", "cnn", "--runs", str(tmp_path)))
+    line = one_line_error(cli("export", "cnn", "--tflite", "--runs", str(tmp_path)))
+    assert "no completed run of 'cnn'" in line and "dlkit train cnn" in line
+    assert "Did you mean 'mobilenet'" in one_line_error(cli("export", "mobilenett", "--tflite"))
+
+
+def test_run_folder_without_model(cli, cnn_run, tmp_path):
+    run = tmp_path / "broken-run"
+    run.mkdir()
+    shutil.copy(cnn_run / "config.json", run / "config.json")
+    line = one_line_error(cli("export", str(run), "--tflite", "--out", str(tmp_path / "exp")))
+    assert "no model.keras" in line and not (tmp_path / "exp").exists()
+
+
+def test_structured_that_cannot_apply(cli, tmp_path):
+    run = train(cli, tmp_path / "runs", "mlp", "--data", "digits", "--hidden", "6", "--epochs", "1")
+    out = tmp_path / "exp"
+    line = one_line_error(cli("export", str(run), "--tflite", "--prune", "0.4", "--structured", "3:5",
+                              "--out", str(out), *TINY))
+    assert "no layer 3:5 structured sparsity" in line
+    assert not out.exists() and not list(tmp_path.glob(".partial-*"))
+
+
+def fake_run(tmp_path: Path, model, data: str) -> Path:
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.json").write_text(json.dumps({"algorithm": "mlp", "distribution": "dlkit", "backend": "tensorflow",
+                                                 "config": {"data": data, "epochs": 1}}))
+    (run / "metrics.json").write_text(json.dumps({"status": "completed", "backend": "tensorflow"}))
+    model.save(run / "model.keras")
+    return run
+
+
+def test_unsupported_op_is_named(cli, tmp_path):
+    import keras
+    from keras import layers
+
+    inputs = keras.Input((8, 8, 1))
+    hashed = keras.ops.cast(layers.Hashing(16)(inputs), "float32")  # string ops: not in TFLite's built-ins
+    model = keras.Model(inputs, layers.Dense(10, activation="softmax")(layers.Flatten()(hashed)))
+    out = tmp_path / "exp"
+    line = one_line_error(cli("export", str(fake_run(tmp_path, model, "digits")), "--tflite", "--out", str(out),
+                              *TINY))
+    assert "ops TFLite cannot convert" in line and "StringToHashBucketFast" in line
+    assert not out.exists() and not list(tmp_path.glob(".partial-*"))
+
+
+@pytest.mark.skipif(not __import__("dlkit.data").data.missing_files("cifar10"), reason="CIFAR-10 is cached here")
+def test_no_data_for_calibration(cli, cnn_run, tmp_path):
+    import keras
+
+    model = keras.saving.load_model(cnn_run / "model.keras")
+    line = one_line_error(cli("export", str(fake_run(tmp_path, model, "cifar10")), "--tflite", "--quantize", "int8",
+                              "--out", str(tmp_path / "exp")))
+    assert "needs mlp's data to verify the model and calibrate int8" in line and "cifar10" in line
+    assert not (tmp_path / "exp").exists()
