@@ -154,7 +154,7 @@ def evaluate(run_dir: str, *, backend: str | None = None, echo=print) -> dict[st
     import keras
 
     keras.utils.set_random_seed(cfg.seed)
-    model = run.load_model(plugin.custom_objects())
+    model = run.load_model(call_hook(entry, plugin, "custom_objects"))
     data = prepare(call_hook(entry, plugin, "load_data", cfg), cfg)
     metrics = call_hook(entry, plugin, "evaluate", model, data, cfg)
     recorded = run.metrics.get("test", {})

@@ -77,6 +77,16 @@ DISTRIBUTIONS = {
 
         config = Options
         ''')}, {"badconfig": "dlkit_badconfig:BadConfig"}),
+    "dlkit-faulty": ({"dlkit_faulty": _plugin("Faulty", '''
+        def load_data(self, cfg):
+            raise RuntimeError("no data here\\nsecond line")
+
+        def custom_objects(self):
+            raise KeyError("MyLayer")
+        ''') + _plugin("Fragile", '''
+        def __init__(self):
+            raise ValueError("cannot start")
+        ''')}, {"faulty": "dlkit_faulty:Faulty", "fragile": "dlkit_faulty:Fragile"}),
     # two distributions register 'twin'; the second also shadows the built-in 'cnn'
     "dlkit-twin-a": ({"dlkit_twin_a": _plugin("Twin", doc="twin from A")}, {"twin": "dlkit_twin_a:Twin"}),
     "dlkit-twin-b": ({"dlkit_twin_b": _plugin("Twin", doc="twin from B") + _plugin("Cnn", doc="cnn from B")},
@@ -154,6 +164,26 @@ def test_using_a_broken_plugin_is_one_clear_line(dlkit):
     assert result.returncode != 0
     assert "plugin 'broken' from dlkit-broken is broken: import failed: ModuleNotFoundError" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_a_plugin_raising_in_a_hook_is_one_line_naming_plugin_distribution_and_hook(dlkit, tmp_path):
+    failed = dlkit("train", "faulty", "--backend", "jax", "--out", str(tmp_path / "runs"))
+    assert failed.returncode == 1
+    assert failed.stderr.splitlines()[-1] == \
+        "Error: plugin 'faulty' (dlkit-faulty) failed in load_data(): RuntimeError: no data here"
+    assert "Traceback" not in failed.stderr
+    fragile = dlkit("train", "fragile")
+    assert fragile.returncode == 1
+    assert fragile.stderr.splitlines()[-1] == \
+        "Error: plugin 'fragile' (dlkit-faulty) failed in __init__(): ValueError: cannot start"
+    run_dir = tmp_path / "run"  # evaluate asks custom_objects() before it opens model.keras
+    run_dir.mkdir()
+    (run_dir / "config.json").write_text(json.dumps(
+        {"algorithm": "faulty", "distribution": "dlkit-faulty", "backend": "jax", "config": {}}))
+    reloaded = dlkit("evaluate", str(run_dir))
+    assert reloaded.returncode == 1
+    assert reloaded.stderr.splitlines()[-1] == \
+        "Error: plugin 'faulty' (dlkit-faulty) failed in custom_objects(): KeyError: 'MyLayer'"
 
 
 def test_strict_mode_shows_the_traceback(dlkit):
