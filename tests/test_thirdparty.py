@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import site
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
@@ -23,7 +22,7 @@ NAME = "tiny_convnet"  # a name no installed plugin has
 
 
 def run(python: Path, *args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if k not in ("DLKIT_PLUGINS", "DLKIT_STRICT", "PYTHONPATH")}
+    env = {k: v for k, v in os.environ.items() if k not in ("DLKIT_PLUGINS", "DLKIT_STRICT")}
     return subprocess.run([str(python), *args], capture_output=True, text=True, env=env, cwd=cwd, timeout=600)
 
 
@@ -44,14 +43,16 @@ def venv(tmp_path_factory) -> Path:
     """A fresh venv that installs into itself and sees this environment's dlkit, Keras and backends.
 
     ``--system-site-packages`` reaches only the base interpreter; when the tests run in a venv (as here),
-    a .pth file adds that venv's site-packages too — after the new venv's own, so what pip installs into
-    the new venv wins over anything of the same name outside it.
+    a .pth file adds this interpreter's site directories too (with their own .pth files, such as editable
+    installs) — after the new venv's own, so what pip installs into the new venv wins over anything of
+    the same name outside it.
     """
     root = tmp_path_factory.mktemp("venv")
     ok(run(Path(sys.executable), "-m", "venv", "--system-site-packages", "--without-pip", str(root)))
     python = root / "bin" / "python"
     purelib = Path(ok(run(python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])")).stdout.strip())
-    parents = "; ".join(f"site.addsitedir({path!r})" for path in site.getsitepackages())
+    site_dirs = [p for p in sys.path if Path(p).name in ("site-packages", "dist-packages") and Path(p).is_dir()]
+    parents = "; ".join(f"site.addsitedir({path!r})" for path in site_dirs)
     (purelib / "_dlkit_test_parent.pth").write_text(f"import site; {parents}\n")
     return python
 
