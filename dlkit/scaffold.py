@@ -84,7 +84,7 @@ class $cls(Algorithm):
     config = ${cls}Config
     datasets = ("digits", "mnist", "fashion_mnist")  # the first is the default
     backends = ("tensorflow", "jax", "torch")
-    api_version = 1  # the dlkit plugin API this was written for (dlkit.api.API_VERSION)
+    api_version = $api_version  # the dlkit plugin API this was written for (dlkit.api.API_VERSION)
 
     def build(self, cfg: ${cls}Config, data):
         import keras
@@ -127,7 +127,7 @@ def test_trains_one_epoch_and_reloads(tmp_path):
 README = '''\
 # $dist
 
-$summary — an algorithm plugin for [dlkit](https://github.com/dlkit/dlkit).
+$summary — an algorithm plugin for dlkit.
 
 ```bash
 pip install -e .                     # registers '$name' in the dlkit.algorithms entry-point group
@@ -175,9 +175,11 @@ def dist_name(name: str) -> str:
 def render(name: str) -> dict[str, str]:
     """The distribution's files, relative path → text."""
     from dlkit import __version__
+    from dlkit.api import API_VERSION
 
     module = f"dlkit_{name}"
     values = {"name": name, "dist": dist_name(name), "module": module, "cls": class_name(name),
+              "api_version": API_VERSION,
               "title": name.replace("_", " ").capitalize(), "dlkit_version": __version__,
               "summary": "Small ConvNet (Conv-MaxPool-Conv-Dense): 8x8 digits, MNIST"}
     files = {"pyproject.toml": PYPROJECT, f"{module}.py": PLUGIN, f"tests/test_{name}.py": TEST,
