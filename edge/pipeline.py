@@ -209,6 +209,7 @@ def _variants(name, model, opts, pattern, stage, x_fit, y_fit, x_test, y_test, e
                                note="before pruning, for size comparison"))
         summary = prune.prune(model, x_fit, y_fit, opts.prune, pattern=pattern, epochs=opts.fine_tune_epochs,
                               learning_rate=opts.learning_rate, echo=echo)
+        model.compile(optimizer="adam", loss=model.loss, metrics=["accuracy"])  # no fine-tuning state in the file
         save_model(model, stage / f"{name}_pruned.keras")  # plain Keras 3: loads on every backend
         pruned_acc = keras_accuracy(model)
         label = f"pruned{round(100 * opts.prune)}" + (f"-{pattern.n}of{pattern.m}" if pattern else "")

@@ -111,6 +111,12 @@ def prune(model, x_train, y_train, sparsity: float, *, pattern: Pattern | None =
             apply_masks()
             self.step += 1
 
+    # Batch norm runs in inference mode while fine-tuning (the usual fine-tuning rule): a short
+    # fine-tune would otherwise drag the moving statistics away from the ones the weights were
+    # trained with (measured: a BN cnn fell from 78% to 34% after 8 steps at learning rate 0).
+    frozen = [layer for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization) and layer.trainable]
+    for layer in frozen:
+        layer.trainable = False
     loss = getattr(model, "loss", None) or "sparse_categorical_crossentropy"
     model.compile(optimizer=keras.optimizers.Adam(keras.optimizers.schedules.CosineDecay(learning_rate, steps)),
                   loss=loss, metrics=["accuracy"])
@@ -120,6 +126,8 @@ def prune(model, x_train, y_train, sparsity: float, *, pattern: Pattern | None =
     model.fit(x_train, y_train, batch_size=batch_size, epochs=epochs, callbacks=[Pruning()], verbose=2)
     update_masks(end_step)  # the final sparsity, exactly
     apply_masks()
+    for layer in frozen:
+        layer.trainable = True
     return {"layers": [layer.name for layer, _ in pairs], "target": sparsity, **measure(model, pairs)}
 
 

@@ -36,6 +36,9 @@ def run(args) -> dict:
 
     twin = mirror.build(model, tf_keras)
     diff = mirror.check(model, twin, x[:16])
+    for layer in twin.layers:  # batch norm in inference mode while fine-tuning, as in edge/prune.py
+        if isinstance(layer, tf_keras.layers.BatchNormalization):
+            layer.trainable = False
     quantize = tfmot.quantization.keras
     registry = quantize.default_8bit.Default8BitQuantizeRegistry()
 

@@ -39,7 +39,7 @@ def full_export(cnn_run, tmp_path_factory):
 
     out = tmp_path_factory.mktemp("export") / "cnn"
     done = run_cli("export", str(cnn_run), "--tflite", "--quantize", "all", "--prune", "0.5", "--qat",
-                   "--fine-tune-epochs", "1", "--fine-tune-samples", "512", "--tolerance", "3", "--out", str(out),
+                   "--fine-tune-epochs", "2", "--learning-rate", "1e-3", "--tolerance", "10", "--out", str(out),
                    *TINY)
     return out, done
 
@@ -120,7 +120,8 @@ def test_tf_keras_mirror_matches_mobilenet_exactly():
     from dlkit.edge import mirror
 
     x = np.random.default_rng(0).random((8, 28, 28, 1), dtype=np.float32)
-    data = Dataset("fake", x, np.zeros(8, "int64"), x, np.zeros(8, "int64"), tuple("abcdefghij"), (28, 28, 1))
+    data = Dataset("fake", x, np.zeros(8, "int64"), x, np.zeros(8, "int64"), class_names=tuple("abcdefghij"),
+                   input_shape=(28, 28, 1))
     entry = registry.get("mobilenet")
     model = entry.algorithm().build(make_config(entry.cls.config, {"alpha": 0.35}), data)
     twin = mirror.build(model, tf_keras)
