@@ -26,14 +26,14 @@ model = keras.Sequential([
     layers.Conv2D(32, 3, use_bias=False), layers.BatchNormalization(), layers.ReLU(),
     layers.Conv2D(64, 3, use_bias=False), layers.BatchNormalization(), layers.ReLU(),
     layers.MaxPooling2D(2),
-    layers.Dropout(0.25),
+    layers.Dropout(0.1),
     layers.Flatten(),
     layers.Dense(128, use_bias=False), layers.BatchNormalization(), layers.ReLU(),
-    layers.Dropout(0.5),
+    layers.Dropout(0.2),
     layers.Dense(10, activation="softmax"),
 ])
 steps = args.epochs * math.ceil(len(x_train) / args.batch_size)
-model.compile(optimizer=keras.optimizers.Adam(keras.optimizers.schedules.CosineDecay(1e-3, steps)),
+model.compile(optimizer=keras.optimizers.Adam(keras.optimizers.schedules.CosineDecay(3e-3, steps)),
               loss="sparse_categorical_crossentropy", metrics=["accuracy"])
 model.fit(x_train, y_train, batch_size=args.batch_size, epochs=args.epochs, verbose=2)
 model.save(args.out)

@@ -2,9 +2,12 @@
 
 LeCun et al., "Gradient-based learning applied to document recognition", Proc. IEEE 1998.
 Architecture as in the classic Keras MNIST example: Conv32-Conv64-MaxPool-Dropout-Flatten-Dense128-
-Dropout-Dense10. Two additions make it reach 99.2% in 3 epochs instead of ~12: batch normalization
-after each convolution and the dense layer (Ioffe & Szegedy, ICML 2015; ``--no-batch-norm`` gives
-the plain net), and Adam with a learning rate that decays to zero on a cosine over the run.
+Dropout-Dense10. What makes it reach 99.2% in 3 epochs instead of ~12: batch normalization after
+each convolution and the dense layer (Ioffe & Szegedy, ICML 2015; ``--no-batch-norm`` gives the
+plain net), which tolerates Adam at 3e-3 decaying to zero on a cosine over the run, and light
+dropout (0.1/0.2: with only 3 epochs the net underfits, and the classic 0.25/0.5 cost 0.2 pt).
+Measured on MNIST, TensorFlow, 3 epochs (see benchmarks/RESULTS.md): 0.25/0.5 dropout, lr 1e-3:
+99.01%; lr 3e-3: 99.18%; 0.1/0.2 dropout, lr 3e-3: 99.21% and 99.29% (seeds 0 and 1).
 """
 from __future__ import annotations
 
@@ -18,9 +21,9 @@ class CNNConfig(TrainConfig):
     epochs: int = option(3, "Passes over the training set.", min=1)
     filters: int = option(32, "Filters of the first convolution (the second has twice as many).", min=1)
     dense: int = option(128, "Units of the hidden dense layer.", min=1)
-    dropout: float = option(0.25, "Dropout after the pooling (doubled after the dense layer).", min=0.0, max=0.45)
+    dropout: float = option(0.1, "Dropout after the pooling (doubled after the dense layer).", min=0.0, max=0.45)
     batch_norm: bool = option(True, "Batch-normalize the convolutions and the dense layer.")
-    learning_rate: float = option(1e-3, "Adam learning rate (decays to 0 on a cosine over the run).", min=0.0)
+    learning_rate: float = option(3e-3, "Adam learning rate (decays to 0 on a cosine over the run).", min=0.0)
 
 
 class CNN(Algorithm):
