@@ -88,23 +88,57 @@ def latency_modes(folder: Path) -> dict:
     return found
 
 
+def markdown(results: dict) -> str:
+    """The figures as Markdown tables (pasted into benchmarks/RESULTS.md)."""
+    lines = []
+    for key in ("mobilenet_dense", "mobilenet_pruned50", "resnet20_export"):
+        part = results.get(key)
+        if not part:
+            continue
+        lines += [f"`{part['command']}` ({part['wall_s']:.0f} s wall)", "",
+                  "| variant | accuracy | size KiB | gzip KiB | sparsity | latency ms | status |", "|---|---|---|---|---|---|---|"]
+        for v in part["variants"]:
+            def f(value, scale=1.0, digits=2, pct=False):
+                return "—" if value is None else (f"{100 * value:.{digits}f}%" if pct else f"{value / scale:.{digits}f}")
+            lines.append(f"| {v['variant']} | {f(v['accuracy'], pct=True)} | {f(v['size'], 1024, 1)} | "
+                         f"{f(v['gzip_size'], 1024, 1)} | {f(v['sparsity'], pct=True, digits=1)} | "
+                         f"{f(v['latency_ms'], digits=3)} | {v['status']} |")
+        lines.append("")
+    if results.get("latency_modes"):
+        lines += ["| file | XNNPACK default ms | XNNPACK latest features ms | no XNNPACK ms |", "|---|---|---|---|"]
+        for name, t in results["latency_modes"].items():
+            lines.append(f"| {name} | {t['xnnpack_default']:.3f} | {t['xnnpack_latest_features']:.3f} | "
+                         f"{t['no_xnnpack']:.3f} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="tiny budgets: checks the script, not the numbers")
+    parser.add_argument("--markdown", action="store_true", help="print the tables of the last results and exit")
+    parser.add_argument("--mobilenet-run", default="", help="export this trained run instead of training one")
     parser.add_argument("--skip", default="", help="comma list of parts to skip: mobilenet,resnet,backends")
     args = parser.parse_args()
+    if args.markdown:
+        print(markdown(json.loads((OUT / "results.json").read_text())))
+        return 0
     OUT.mkdir(parents=True, exist_ok=True)
     skip = set(args.skip.split(","))
     n_train, epochs, n_test = ("1500", "1", "500") if args.quick else ("12000", "3", "0")
     results: dict = {"quick": args.quick, "started": time.strftime("%Y-%m-%d %H:%M:%S")}
     path = OUT / "results.json"
+    if path.exists():  # parts skipped this time keep their earlier figures
+        results = {**json.loads(path.read_text()), **results}
 
     def save():
         path.write_text(json.dumps(results, indent=2) + "\n")
 
     if "mobilenet" not in skip:
-        mobile = train("mobilenet", "--train-samples", n_train, "--epochs", epochs, "--test-samples", n_test)
-        results["mobilenet_train"] = mobile
+        if not args.mobilenet_run:
+            results["mobilenet_train"] = train("mobilenet", "--train-samples", n_train, "--epochs", epochs,
+                                               "--test-samples", n_test)
+        mobile = {"run": args.mobilenet_run or results["mobilenet_train"]["run"]}
         save()
         results["mobilenet_dense"] = export(mobile["run"], "mobilenet_dense", "--quantize", "all", "--qat")
         results["latency_modes"] = latency_modes(OUT / "mobilenet_dense")

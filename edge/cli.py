@@ -17,8 +17,10 @@ import click
 @click.option("--runs", default="runs", show_default=True, help="Where ALGO's latest run is looked for.")
 @click.option("--fine-tune-epochs", type=int, default=2, show_default=True, help="Epochs of fine-tuning while pruning.")
 @click.option("--qat-epochs", type=int, default=1, show_default=True, help="Epochs of quantization-aware training.")
-@click.option("--learning-rate", type=float, default=1e-4, show_default=True,
-              help="Adam learning rate for pruning fine-tuning and QAT (cosine-decayed).")
+@click.option("--learning-rate", type=float, default=5e-4, show_default=True,
+              help="Adam learning rate of the pruning fine-tune (cosine-decayed).")
+@click.option("--qat-learning-rate", type=float, default=1e-4, show_default=True,
+              help="Adam learning rate of quantization-aware training (cosine-decayed).")
 @click.option("--fine-tune-samples", type=int, default=0, show_default=True,
               help="Fine-tune (pruning, QAT) on the first N training examples (0 = the run's training set).")
 @click.option("--test-samples", type=int, default=0, show_default=True,
@@ -43,8 +45,8 @@ def export(target: str, tflite: bool, quantize: str, **options) -> None:
     for name in ("fine_tune_epochs", "qat_epochs", "latency_runs"):
         if options[name] < 1:
             raise DlkitError(f"--{name.replace('_', '-')} must be at least 1; got {options[name]}")
-    if options["learning_rate"] <= 0 or options["tolerance"] < 0:
-        raise DlkitError("--learning-rate must be > 0 and --tolerance ≥ 0")
+    if options["learning_rate"] <= 0 or options["qat_learning_rate"] <= 0 or options["tolerance"] < 0:
+        raise DlkitError("--learning-rate and --qat-learning-rate must be > 0, --tolerance ≥ 0")
     from dlkit.edge.pipeline import ExportOptions, export as run_export, parse_quantize
     from dlkit.edge.report import FAILED, OK, text_table
 

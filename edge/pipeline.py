@@ -36,7 +36,8 @@ class ExportOptions:
     runs: str = "runs"
     fine_tune_epochs: int = 2
     qat_epochs: int = 1
-    learning_rate: float = 1e-4
+    learning_rate: float = 5e-4     # pruning fine-tune
+    qat_learning_rate: float = 1e-4
     tolerance: float = 1.0          # accuracy points
     test_samples: int = 0           # 0: the run's own test set
     fine_tune_samples: int = 0      # 0: the run's own training set
@@ -198,7 +199,7 @@ def _variants(name, model, opts, pattern, stage, x_fit, y_fit, x_test, y_test, e
 
     rows: list[Row] = []
     dense_acc = keras_accuracy(model)
-    dense_sparsity = prune.measure(model)["kernel_sparsity"] if _has_kernels(model) else 0.0
+    dense_sparsity = prune.measure(model)["kernel_sparsity"]
     rows.append(Row("keras float32", "", dense_acc, reference="", sparsity=dense_sparsity,
                     note="the trained model (reference)"))
     echo(f"keras model: accuracy {dense_acc:.4f} on {len(x_test)} test examples")
@@ -237,12 +238,6 @@ def _variants(name, model, opts, pattern, stage, x_fit, y_fit, x_test, y_test, e
     return rows
 
 
-def _has_kernels(model) -> bool:
-    from .prune import PRUNABLE
-
-    return any(type(layer).__name__ in PRUNABLE for layer in model.layers)
-
-
 def _qat_row(name, model, opts, stage, x_fit, y_fit, reference_acc, reference_name, suffix, tflite_row, echo) -> Row:
     """Run edge/qat.py in its own process (tfmot flips tf.keras to legacy Keras for a whole process)."""
     import numpy as np
@@ -256,7 +251,7 @@ def _qat_row(name, model, opts, stage, x_fit, y_fit, reference_acc, reference_na
         np.savez(tmp / "train.npz", x_train=x_fit, y_train=y_fit)
         command = [sys.executable, "-m", "dlkit.edge.qat", str(tmp / "model.keras"), str(tmp / "train.npz"),
                    str(tmp / "qat.tflite"), "--epochs", str(opts.qat_epochs),
-                   "--learning-rate", str(opts.learning_rate)]
+                   "--learning-rate", str(opts.qat_learning_rate)]
         if opts.prune is not None:
             command.append("--preserve-sparsity")
         echo(f"quantization-aware training (tfmot, separate process): {opts.qat_epochs} epoch(s)")

