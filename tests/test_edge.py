@@ -252,3 +252,15 @@ def test_no_data_for_calibration(cli, cnn_run, tmp_path):
                               "--out", str(tmp_path / "exp")))
     assert "needs mlp's data to verify the model and calibrate int8" in line and "cifar10" in line
     assert not (tmp_path / "exp").exists()
+
+
+@pytest.mark.parametrize("backend", ["jax", "torch"])
+def test_run_trained_on_another_backend_exports(cli, tmp_path, backend):
+    run = train(cli, tmp_path / "runs", "mlp", "--backend", backend, "--data", "digits", "--epochs", "2")
+    out = tmp_path / "exp"
+    done = cli("export", "mlp", "--runs", str(tmp_path / "runs"), "--tflite", "--quantize", "int8", "--out", str(out),
+               "--latency-runs", "5")
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    report = json.loads((out / "export_report.json").read_text())
+    assert report["trained_on"] == backend and report["run"] == str(run)
+    assert [r["status"] for r in report["variants"]] == ["✅", "✅", "✅"]
