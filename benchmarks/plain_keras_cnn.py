@@ -33,7 +33,9 @@ model = keras.Sequential([
     layers.Dense(10, activation="softmax"),
 ])
 steps = args.epochs * math.ceil(len(x_train) / args.batch_size)
-model.compile(optimizer=keras.optimizers.Adam(keras.optimizers.schedules.CosineDecay(3e-3, steps)),
+warmup = int(0.1 * steps)
+schedule = keras.optimizers.schedules.CosineDecay(0.0, steps - warmup, warmup_target=5e-3, warmup_steps=warmup)
+model.compile(optimizer=keras.optimizers.Adam(schedule),
               loss="sparse_categorical_crossentropy", metrics=["accuracy"])
 model.fit(x_train, y_train, batch_size=args.batch_size, epochs=args.epochs, verbose=2)
 model.save(args.out)

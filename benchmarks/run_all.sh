@@ -5,6 +5,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-.venv/bin/python}
 $PY benchmarks/train.py cnn --backends tensorflow,torch,jax --epochs 3
-$PY benchmarks/train.py mlp --backends tensorflow
 $PY benchmarks/train.py overhead --backend tensorflow --epochs 1 --pairs 2
 $PY benchmarks/train.py list --repeat 20
+$PY benchmarks/train.py mlp --backends tensorflow
