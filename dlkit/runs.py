@@ -8,7 +8,9 @@ from __future__ import annotations
 import json
 import os
 import platform
+import signal
 import sys
+import threading
 import time
 from datetime import datetime
 from importlib import metadata
@@ -133,6 +135,34 @@ class Run:
 
         run = self
 
+        class StopBetweenBatches(keras.callbacks.Callback):
+            """Ctrl-C stops training at the next batch boundary, not wherever TensorFlow happens to be.
+
+            A KeyboardInterrupt raised inside a backend's C++ call may be swallowed or leave a step
+            half-done; here the signal only sets a flag, and the interrupt is raised between batches,
+            before the epoch's checkpoint. A second Ctrl-C interrupts at once, as usual.
+            """
+
+            def on_train_begin(self, logs=None):
+                self.requested = False
+                self.previous = None
+                if threading.current_thread() is threading.main_thread():
+                    self.previous = signal.signal(signal.SIGINT, self._request)
+
+            def _request(self, signum, frame):
+                self.requested = True
+                signal.signal(signal.SIGINT, self.previous or signal.default_int_handler)
+
+            def on_train_batch_end(self, batch, logs=None):
+                if self.requested:
+                    self.on_train_end()
+                    raise KeyboardInterrupt
+
+            def on_train_end(self, logs=None):
+                if self.previous is not None:
+                    signal.signal(signal.SIGINT, self.previous)
+                    self.previous = None
+
         class EpochCheckpoint(keras.callbacks.Callback):
             """Saves model.keras after every epoch, atomically, so an interrupt keeps the last one."""
 
@@ -140,7 +170,7 @@ class Run:
                 save_model(self.model, run.model_path)
                 run.epochs_completed = epoch + 1
 
-        callbacks = [EpochCheckpoint(), keras.callbacks.CSVLogger(str(self.path / HISTORY))]
+        callbacks = [StopBetweenBatches(), EpochCheckpoint(), keras.callbacks.CSVLogger(str(self.path / HISTORY))]
         if getattr(cfg, "patience", 0) and getattr(cfg, "val_fraction", 0) > 0:
             callbacks.append(keras.callbacks.EarlyStopping(patience=cfg.patience, restore_best_weights=True))
         return callbacks
