@@ -22,6 +22,8 @@ class CNNConfig(TrainConfig):
     dense: int = option(128, "Units of the hidden dense layer.", min=1)
     dropout: float = option(0.1, "Dropout after the pooling (doubled after the dense layer).", min=0.0, max=0.45)
     batch_norm: bool = option(True, "Batch-normalize the convolutions and the dense layer.")
+    bn_momentum: float = option(0.99, "Momentum of batch norm's moving statistics (Keras' default 0.99).",
+                                min=0.0, max=0.9999)
     learning_rate: float = option(5e-3, "Peak Adam learning rate (then decays to 0 on a cosine).", min=0.0)
     warmup: float = option(0.1, "Fraction of the steps that warm the learning rate up from 0.", min=0.0, max=0.5)
 
@@ -42,7 +44,7 @@ class CNN(Algorithm):
         bias = not cfg.batch_norm
 
         def batch_norm():
-            return [layers.BatchNormalization()] if cfg.batch_norm else []
+            return [layers.BatchNormalization(momentum=cfg.bn_momentum)] if cfg.batch_norm else []
 
         model = keras.Sequential([
             keras.Input(shape=data.input_shape),                                    # (B, 28, 28, 1)
