@@ -15,7 +15,7 @@ from pathlib import Path
 
 from dlkit.api import Dataset
 from dlkit.config import suggest
-from dlkit.errors import DataUnavailable, DlkitError
+from dlkit.errors import DataUnavailable, DlkitError, first_line
 
 KERAS_BASE = "https://storage.googleapis.com/tensorflow/tf-keras-datasets/"
 
@@ -108,7 +108,7 @@ def load(name: str) -> Dataset:
     try:
         (x_train, y_train), (x_test, y_test) = getattr(datasets, source.loader).load_data()
     except Exception as exc:  # offline, or a corrupt cache file Keras could not re-download
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        reason = first_line(exc)
         if missing:
             raise _unavailable(name, missing, reason) from None
         raise DataUnavailable(f"dataset '{name}' could not be read from {keras_cache_dir()} ({reason}); the cached "

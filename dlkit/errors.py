@@ -11,3 +11,14 @@ class DataUnavailable(DlkitError):
 
 class TrainingInterrupted(DlkitError):
     """Training stopped on Ctrl-C; the run folder holds the last completed epoch."""
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message, or its type name when the message is empty."""
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__
+
+
+def one_line(exc: BaseException) -> str:
+    """``Type: first line`` — how an error from plugin or library code is reported to the user."""
+    return f"{type(exc).__name__}: {first_line(exc)}" if str(exc).strip() else type(exc).__name__

@@ -25,7 +25,7 @@ from importlib.metadata import EntryPoint, entry_points
 
 from dlkit.api import API_VERSION, BACKENDS, Algorithm, TrainConfig
 from dlkit.config import describe, suggest
-from dlkit.errors import DlkitError
+from dlkit.errors import DlkitError, one_line
 
 GROUP = "dlkit.algorithms"
 CORE_DIST = "dlkit"
@@ -72,12 +72,7 @@ class PluginEntry:
             return self.cls()
         except Exception as exc:  # plugin code: one line naming plugin and distribution, as for hooks
             raise DlkitError(f"plugin '{self.name}' ({self.distribution}) failed in __init__(): "
-                             f"{_one_line(exc)}") from exc
-
-
-def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
+                             f"{one_line(exc)}") from exc
 
 
 def normalize_dist(name: str) -> str:
@@ -116,7 +111,7 @@ def _check_config(config: object) -> str | None:
     try:
         describe(config)
     except Exception as exc:  # unsupported field type, unresolvable annotation…
-        return f"config {config.__name__}: {_one_line(exc)}"
+        return f"config {config.__name__}: {one_line(exc)}"
     return None
 
 
@@ -127,7 +122,7 @@ def _load(ep: EntryPoint, entry: PluginEntry) -> None:
     except (Exception, SystemExit) as exc:  # a broken plugin must not take the CLI down
         if os.environ.get("DLKIT_STRICT") == "1":  # the plugin's own traceback, then this line
             raise RuntimeError(f"plugin '{entry.name}' from {entry.distribution} failed to import") from exc
-        entry.error = f"import failed: {_one_line(exc)}"
+        entry.error = f"import failed: {one_line(exc)}"
         return
     problem = _check_class(obj, entry.name)
     if problem:

@@ -17,7 +17,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from dlkit.errors import DlkitError
+from dlkit.errors import DlkitError, first_line
 
 CONFIG, MODEL, METRICS, HISTORY = "config.json", "model.keras", "metrics.json", "history.csv"
 
@@ -125,8 +125,7 @@ class Run:
         try:
             return keras.saving.load_model(self.model_path, custom_objects=custom_objects, safe_mode=True)
         except Exception as exc:
-            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise DlkitError(f"{self.model_path} is not a loadable Keras model ({reason[:300]})") from None
+            raise DlkitError(f"{self.model_path} is not a loadable Keras model ({first_line(exc)[:300]})") from None
 
     # -- callbacks -------------------------------------------------------------------------------
     def callbacks(self, cfg) -> list:

@@ -12,7 +12,7 @@ from typing import Any
 from dlkit import backends, registry
 from dlkit.api import Algorithm, Dataset, TrainConfig
 from dlkit.config import make_config, suggest
-from dlkit.errors import DlkitError, TrainingInterrupted
+from dlkit.errors import DlkitError, TrainingInterrupted, first_line, one_line
 from dlkit.registry import PluginEntry
 from dlkit.runs import Run, Timer, library_versions, save_model
 
@@ -24,9 +24,7 @@ def call_hook(entry: PluginEntry, plugin: Algorithm, hook: str, *args):
     except (DlkitError, KeyboardInterrupt):
         raise
     except Exception as exc:
-        text = str(exc).strip().splitlines()
-        reason = f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
-        raise DlkitError(f"plugin '{entry.name}' ({entry.distribution}) failed in {hook}(): {reason}") from exc
+        raise DlkitError(f"plugin '{entry.name}' ({entry.distribution}) failed in {hook}(): {one_line(exc)}") from exc
 
 
 def resolve_dataset(algo: type[Algorithm], cfg: TrainConfig) -> None:
@@ -108,7 +106,7 @@ def train(algorithm: str | PluginEntry, *, backend: str | None = None, out: str 
             else "no epoch had finished, so no model was saved"
         raise TrainingInterrupted(f"training interrupted; {kept}") from None
     except Exception as exc:
-        record.update(status="failed", error=str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+        record.update(status="failed", error=first_line(exc))
         run.write_metrics(record)
         raise
 

@@ -16,7 +16,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from dlkit.errors import DlkitError
+from dlkit.errors import DlkitError, first_line
 from dlkit.runs import METRICS, MODEL, Run
 
 from . import report
@@ -186,7 +186,7 @@ def _variants(name, model, opts, pattern, stage, x_fit, y_fit, x_test, y_test, e
             row.latency_ms = verify.latency_ms(path, x_test[0], runs=opts.latency_runs)
         except Exception as exc:  # the file exists but LiteRT cannot run it: never ship that
             path.unlink()
-            row.status, row.file, row.note = FAILED, "", f"LiteRT could not run it: {str(exc).splitlines()[0][:200]}"
+            row.status, row.file, row.note = FAILED, "", f"LiteRT could not run it: {first_line(exc)[:200]}"
             return row
         drop = 100 * (reference - row.accuracy)
         if drop > opts.tolerance:

@@ -65,9 +65,9 @@ class MobileNet(Algorithm):
         try:
             backbone = getattr(keras.applications, APPLICATIONS[cfg.variant])(**kwargs)
         except ValueError as exc:  # e.g. an α the application does not offer
-            from dlkit.errors import DlkitError
+            from dlkit.errors import DlkitError, first_line
 
-            raise DlkitError(f"mobilenet {cfg.variant} with alpha {cfg.alpha}: {str(exc).splitlines()[0]}") from None
+            raise DlkitError(f"mobilenet {cfg.variant} with alpha {cfg.alpha}: {first_line(exc)}") from None
         # input_tensor= makes the application one flat graph from our Input: no nested model, so
         # every layer is visible to pruning, to the tf_keras mirror (QAT) and to the TFLite converter.
         model = keras.Model(inputs, backbone.output, name=f"mobilenet_{cfg.variant}")
