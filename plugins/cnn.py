@@ -26,6 +26,7 @@ class CNNConfig(TrainConfig):
                                 min=0.0, max=0.9999)
     learning_rate: float = option(5e-3, "Peak Adam learning rate (then decays to 0 on a cosine).", min=0.0)
     warmup: float = option(0.1, "Fraction of the steps that warm the learning rate up from 0.", min=0.0, max=0.5)
+    label_smoothing: float = option(0.0, "Label smoothing of the cross-entropy (0 = off).", min=0.0, max=0.5)
 
 
 class CNN(Algorithm):
@@ -38,6 +39,7 @@ class CNN(Algorithm):
         import keras
         from keras import layers
 
+        from dlkit.losses import sparse_crossentropy
         from dlkit.optimizers import adam_cosine
 
         # with batch norm a layer's bias is redundant (BN's beta replaces it), and ReLU comes after BN
@@ -59,5 +61,5 @@ class CNN(Algorithm):
         ], name="cnn")
         model.compile(optimizer=adam_cosine(cfg.learning_rate, cfg.epochs, len(data.x_train), cfg.batch_size,
                                                   cfg.warmup),
-                      loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+                      loss=sparse_crossentropy(cfg.label_smoothing), metrics=["accuracy"])
         return model
