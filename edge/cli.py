@@ -12,6 +12,9 @@ import click
 @click.option("--prune", type=float, default=None, metavar="SPARSITY",
               help="Magnitude-prune to this sparsity (0 < s < 1) while fine-tuning, before converting.")
 @click.option("--structured", default=None, metavar="N:M", help="With --prune: N:M structured sparsity (e.g. 2:4).")
+@click.option("--block", type=int, default=None, metavar="K",
+              help="With --prune: prune whole blocks of K consecutive input-channel weights (e.g. 4); "
+                   "the zeros lie together in the file, so it gzips smaller.")
 @click.option("--qat", is_flag=True, help="Add a quantization-aware-trained int8 variant (tfmot).")
 @click.option("--out", default=None, help="Output folder. Default: exports/ALGO/RUN-ID.")
 @click.option("--runs", default="runs", show_default=True, help="Where ALGO's latest run is looked for.")

@@ -31,6 +31,7 @@ class ExportOptions:
     quantize: tuple[str, ...] = ("none",)
     prune: float | None = None
     structured: str | None = None
+    block: int | None = None
     qat: bool = False
     out: str | None = None
     runs: str = "runs"
@@ -58,12 +59,18 @@ def parse_quantize(text: str) -> tuple[str, ...]:
 
 
 def check_options(opts: ExportOptions):
-    """Validate before anything heavy is imported or written; returns the N:M pattern or None."""
-    from .prune import Pattern
+    """Validate before anything heavy is imported or written; returns the N:M or block pattern, or None."""
+    from .prune import Block, Pattern
 
     if opts.prune is not None and not 0 < opts.prune < 1:
         raise DlkitError(f"--prune takes a sparsity strictly between 0 and 1 (e.g. 0.5); got {opts.prune}")
     pattern = None
+    if opts.block is not None:
+        if opts.prune is None:
+            raise DlkitError("--block K needs --prune (e.g. --prune 0.5 --block 4)")
+        if opts.structured:
+            raise DlkitError("--block and --structured are two different sparsity patterns; choose one")
+        pattern = Block.parse(opts.block)
     if opts.structured:
         if opts.prune is None:
             raise DlkitError("--structured N:M needs --prune (e.g. --prune 0.5 --structured 2:4)")
@@ -213,7 +220,7 @@ def _variants(name, model, opts, pattern, stage, x_fit, y_fit, x_test, y_test, e
         model.compile(optimizer="adam", loss=model.loss, metrics=["accuracy"])  # no fine-tuning state in the file
         save_model(model, stage / f"{name}_pruned.keras")  # plain Keras 3: loads on every backend
         pruned_acc = keras_accuracy(model)
-        label = f"pruned{round(100 * opts.prune)}" + (f"-{pattern.n}of{pattern.m}" if pattern else "")
+        label = f"pruned{round(100 * opts.prune)}" + (f"-{pattern.label}" if pattern else "")
         rows.append(Row(f"keras float32 {label}", f"{name}_pruned.keras", pruned_acc, reference="keras float32",
                         size=(stage / f"{name}_pruned.keras").stat().st_size, sparsity=summary["kernel_sparsity"],
                         note=f"{100 * (pruned_acc - dense_acc):+.2f} pt vs dense; {len(summary['layers'])} kernels "

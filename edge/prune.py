@@ -10,6 +10,12 @@ re-applied, so the optimizer cannot revive a pruned weight. No wrapper layers ar
 Structured N:M sparsity (``--structured 2:4``): in every group of M consecutive input channels of a
 kernel, only the N largest weights are kept (Mishra et al., "Accelerating Sparse Deep Neural
 Networks", 2021) — the pattern sparse tensor cores and XNNPACK's sparse kernels can exploit.
+
+Block sparsity (``--block K``): whole runs of K consecutive input-channel weights of one output
+channel are kept or pruned together, ranked by their L1 norm (tfmot's ``block_size`` does the same).
+TFLite stores kernels input-channel innermost (OHWI / OI), so a pruned block is 4·K zero bytes in a
+row in the file: deflate compresses that far better than zeros scattered one weight at a time (the
+gzip sizes of both, measured, are in benchmarks/RESULTS.md).
 """
 from __future__ import annotations
 
@@ -41,30 +47,73 @@ class Pattern:
             raise DlkitError(f"--structured expects N:M with 0 < N < M, e.g. 2:4; got '{text}'")
         return cls(n, m)
 
+    @property
+    def group(self) -> int:
+        return self.m
 
-def targets(model, pattern: Pattern | None = None) -> list:
-    """(layer, kernel variable) pairs to prune. With a pattern: only kernels whose input channels split into M."""
+    @property
+    def label(self) -> str:
+        return f"{self.n}of{self.m}"
+
+    @property
+    def describe(self) -> str:
+        return f"{self.n}:{self.m} structured"
+
+
+@dataclass
+class Block:
+    size: int
+
+    @classmethod
+    def parse(cls, size: int) -> Block:
+        if size < 2:
+            raise DlkitError(f"--block takes a block length of at least 2 weights (e.g. 4); got {size}")
+        return cls(size)
+
+    @property
+    def group(self) -> int:
+        return self.size
+
+    @property
+    def label(self) -> str:
+        return f"block{self.size}"
+
+    @property
+    def describe(self) -> str:
+        return f"blocks of {self.size}, magnitude, polynomial schedule"
+
+
+def targets(model, pattern: Pattern | Block | None = None) -> list:
+    """(layer, kernel variable) pairs to prune. With a pattern: only kernels whose input channels split into
+    groups (M of N:M, or the block length)."""
     found = []
     for layer in model.layers:
         kind = type(layer).__name__
         if kind not in PRUNABLE or not hasattr(layer, "kernel") or math.prod(layer.kernel.shape) < MIN_WEIGHTS:
             continue
-        if pattern and layer.kernel.shape[-2] % pattern.m:
+        if pattern and layer.kernel.shape[-2] % pattern.group:
             continue
         found.append((layer, layer.kernel))
     if not found:
-        what = f"{pattern.n}:{pattern.m} structured sparsity (it needs Conv2D/Dense kernels whose input " \
-               f"channels are a multiple of {pattern.m})" if pattern else \
+        what = f"{pattern.describe} sparsity (it needs Conv2D/Dense kernels whose input " \
+               f"channels are a multiple of {pattern.group})" if pattern else \
             f"pruning (no Conv2D/Dense kernel of {MIN_WEIGHTS}+ weights)"
         raise DlkitError(f"model '{model.name}' has no layer {what} can apply to")
     return found
 
 
-def magnitude_mask(weights, sparsity: float, pattern: Pattern | None = None):
-    """0/1 mask keeping the largest-magnitude weights: a global fraction, or N in every M along axis -2."""
+def magnitude_mask(weights, sparsity: float, pattern: Pattern | Block | None = None):
+    """0/1 mask keeping the largest-magnitude weights: a global fraction, N in every M along axis -2, or
+    a fraction of the blocks of consecutive weights along axis -2."""
     import numpy as np
 
     magnitude = np.abs(weights)
+    if isinstance(pattern, Block):
+        moved = np.moveaxis(magnitude, -2, -1)                             # (..., out, in)
+        blocks = moved.reshape(*moved.shape[:-1], -1, pattern.size).sum(-1)  # (..., out, in/K): L1 per block
+        keep = magnitude_mask(blocks, sparsity)                            # rank the blocks, not the weights
+        keep = np.repeat(keep, pattern.size, axis=-1).reshape(moved.shape)
+        return np.moveaxis(keep, -1, -2).astype(weights.dtype)
     if pattern:
         moved = np.moveaxis(magnitude, -2, -1)                       # (..., out, in)
         groups = moved.reshape(*moved.shape[:-1], -1, pattern.m)     # (..., out, in/M, M)
@@ -84,7 +133,7 @@ def polynomial_sparsity(step: int, end_step: int, final: float, power: int = 3) 
     return final * (1.0 - (1.0 - progress) ** power)
 
 
-def prune(model, x_train, y_train, sparsity: float, *, pattern: Pattern | None = None, epochs: int = 2,
+def prune(model, x_train, y_train, sparsity: float, *, pattern: Pattern | Block | None = None, epochs: int = 2,
           batch_size: int = 128, learning_rate: float = 1e-4, echo=print) -> dict:
     """Prune ``model`` in place to ``sparsity`` while fine-tuning on (x_train, y_train); return a summary."""
     import keras
@@ -96,7 +145,7 @@ def prune(model, x_train, y_train, sparsity: float, *, pattern: Pattern | None =
     masks = [keras.ops.ones(var.shape, dtype=var.dtype) for _, var in pairs]
 
     def update_masks(step: int) -> None:
-        level = sparsity if pattern else polynomial_sparsity(step, end_step, sparsity)
+        level = sparsity if isinstance(pattern, Pattern) else polynomial_sparsity(step, end_step, sparsity)
         for i, (_, var) in enumerate(pairs):
             masks[i] = keras.ops.convert_to_tensor(magnitude_mask(keras.ops.convert_to_numpy(var), level, pattern))
 
@@ -126,7 +175,7 @@ def prune(model, x_train, y_train, sparsity: float, *, pattern: Pattern | None =
     model.compile(optimizer=keras.optimizers.Adam(keras.optimizers.schedules.CosineDecay(learning_rate, steps)),
                   loss=loss, metrics=["accuracy"])
     echo(f"pruning {len(pairs)} kernels to {sparsity:.0%} "
-         f"({'%d:%d structured' % (pattern.n, pattern.m) if pattern else 'magnitude, polynomial schedule'}), "
+         f"({pattern.describe if pattern else 'magnitude, polynomial schedule'}), "
          f"fine-tuning {epochs} epoch(s) on {len(x_train)} examples")
     model.fit(x_train, y_train, batch_size=batch_size, epochs=epochs, callbacks=[Pruning()], verbose=2)
     update_masks(end_step)  # the final sparsity, exactly

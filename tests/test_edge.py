@@ -97,8 +97,23 @@ def test_structured_2_of_4(cnn_run, tmp_path):
     assert np.all(groups <= 2)
 
 
+def test_block_pruning(cnn_run):
+    import keras
+
+    from dlkit.edge import prune
+
+    model = keras.saving.load_model(cnn_run / "model.keras")
+    x = np.random.default_rng(0).random((64, 28, 28, 1), dtype=np.float32)
+    summary = prune.prune(model, x, np.zeros(64, "int64"), 0.5, pattern=prune.Block(4), epochs=1,
+                          echo=lambda *_: None)
+    assert "conv2d" not in summary["layers"] and abs(summary["kernel_sparsity"] - 0.5) < 0.01
+    kernel = keras.ops.convert_to_numpy(model.get_layer("dense").kernel)  # (9216, 128)
+    nonzero = (np.moveaxis(kernel, -2, -1).reshape(128, -1, 4) != 0).sum(-1)
+    assert set(np.unique(nonzero)) <= {0, 4}
+
+
 def test_magnitude_mask_and_schedule():
-    from dlkit.edge.prune import Pattern, magnitude_mask, polynomial_sparsity
+    from dlkit.edge.prune import Block, Pattern, magnitude_mask, polynomial_sparsity
 
     w = np.random.default_rng(0).normal(size=(3, 3, 8, 16)).astype("float32")
     mask = magnitude_mask(w, 0.7)
@@ -106,6 +121,12 @@ def test_magnitude_mask_and_schedule():
     assert np.abs(w[mask == 0]).max() <= np.abs(w[mask == 1]).min()
     nm = magnitude_mask(w, 0.5, Pattern(2, 4))
     assert np.all(np.moveaxis(nm, -2, -1).reshape(3, 3, 16, 2, 4).sum(-1) == 2)
+    blocks = magnitude_mask(w, 0.5, Block(4))
+    grouped = np.moveaxis(blocks, -2, -1).reshape(3, 3, 16, 2, 4)
+    assert np.all((grouped.sum(-1) == 0) | (grouped.sum(-1) == 4))  # whole blocks, kept or pruned
+    assert blocks.mean() == pytest.approx(0.5)
+    l1 = np.moveaxis(np.abs(w), -2, -1).reshape(3, 3, 16, 2, 4).sum(-1)
+    assert l1[grouped.sum(-1) == 0].max() <= l1[grouped.sum(-1) == 4].min()
     assert polynomial_sparsity(0, 100, 0.5) == 0 and polynomial_sparsity(100, 100, 0.5) == 0.5
     assert polynomial_sparsity(50, 100, 0.5) == pytest.approx(0.5 * (1 - 0.5 ** 3))
 
@@ -187,6 +208,9 @@ def one_line_error(done) -> str:
     (["--structured", "2:4"], "--structured N:M needs --prune"),
     (["--prune", "0.3", "--structured", "2:4"], "pass --prune 0.5"),
     (["--prune", "0.5", "--structured", "4:2"], "N:M with 0 < N < M"),
+    (["--block", "4"], "--block K needs --prune"),
+    (["--prune", "0.5", "--block", "1"], "at least 2 weights"),
+    (["--prune", "0.5", "--block", "4", "--structured", "2:4"], "choose one"),
 ])
 def test_bad_options(cli, cnn_run, tmp_path, args, message):
     out = tmp_path / "exp"
