@@ -55,6 +55,27 @@ def export(run: str, name: str, *options: str) -> dict:
             "variants": report.get("variants", []), "error": None if report else text.strip().splitlines()[-1:]}
 
 
+def size_by_variant(quick: bool) -> dict:
+    """int8/float32 file size per MobileNet variant: what the per-channel quantization parameters cost.
+
+    Each variant is trained briefly (2,000 images, 1 epoch: the size of a file does not depend on how
+    well it was trained) and exported through the real pipeline.
+    """
+    found = {}
+    variants = [("v1", "1.0"), ("v2", "0.5")] if quick else \
+        [("v1", "1.0"), ("v1", "0.5"), ("v2", "1.0"), ("v2", "0.5"), ("v3small", "1.0")]
+    for variant, alpha in variants:
+        run = train("mobilenet", "--variant", variant, "--alpha", alpha, "--train-samples", "2000", "--epochs", "1",
+                    "--test-samples", "500")
+        exported = export(run["run"], f"sizes/{variant}-{alpha}", "--quantize", "int8", "--test-samples", "500",
+                          "--latency-runs", "20")
+        sizes = {v["variant"]: v["size"] for v in exported["variants"] if v.get("size")}
+        found[f"{variant} α{alpha}"] = {"float32": sizes.get("float32"), "int8": sizes.get("int8"),
+                                        "ratio": round(sizes["int8"] / sizes["float32"], 3)
+                                        if sizes.get("int8") and sizes.get("float32") else None}
+    return found
+
+
 def latency_modes(folder: Path) -> dict:
     """The same files under three interpreter set-ups: why int8 can be slower than float (edge/README.md)."""
     from dlkit.edge import verify
@@ -91,7 +112,7 @@ def latency_modes(folder: Path) -> dict:
 def markdown(results: dict) -> str:
     """The figures as Markdown tables (pasted into benchmarks/RESULTS.md)."""
     lines = []
-    for key in ("mobilenet_dense", "mobilenet_pruned50", "resnet20_export"):
+    for key in ("mobilenet_dense", "mobilenet_pruned50", "mobilenet_pruned50_block4", "resnet20_export"):
         part = results.get(key)
         if not part:
             continue
@@ -103,6 +124,11 @@ def markdown(results: dict) -> str:
             lines.append(f"| {v['variant']} | {f(v['accuracy'], pct=True)} | {f(v['size'], 1024, 1)} | "
                          f"{f(v['gzip_size'], 1024, 1)} | {f(v['sparsity'], pct=True, digits=1)} | "
                          f"{f(v['latency_ms'], digits=3)} | {v['status']} |")
+        lines.append("")
+    if results.get("mobilenet_int8_size_by_variant"):
+        lines += ["| MobileNet | float32 KiB | int8 KiB | int8 / float32 |", "|---|---|---|---|"]
+        for name, v in results["mobilenet_int8_size_by_variant"].items():
+            lines.append(f"| {name} | {v['float32'] / 1024:.1f} | {v['int8'] / 1024:.1f} | {v['ratio']:.3f} |")
         lines.append("")
     if results.get("latency_modes"):
         lines += ["| file | XNNPACK default ms | XNNPACK latest features ms | no XNNPACK ms |", "|---|---|---|---|"]
@@ -118,14 +144,14 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="tiny budgets: checks the script, not the numbers")
     parser.add_argument("--markdown", action="store_true", help="print the tables of the last results and exit")
     parser.add_argument("--mobilenet-run", default="", help="export this trained run instead of training one")
-    parser.add_argument("--skip", default="", help="comma list of parts to skip: mobilenet,resnet,backends")
+    parser.add_argument("--skip", default="", help="comma list of parts to skip: mobilenet,sizes,resnet,backends")
     args = parser.parse_args()
     if args.markdown:
         print(markdown(json.loads((OUT / "results.json").read_text())))
         return 0
     OUT.mkdir(parents=True, exist_ok=True)
     skip = set(args.skip.split(","))
-    n_train, epochs, n_test = ("1500", "1", "500") if args.quick else ("12000", "3", "0")
+    n_train, epochs, n_test = ("1500", "1", "500") if args.quick else ("0", "3", "0")  # 0: the whole set
     results: dict = {"quick": args.quick, "started": time.strftime("%Y-%m-%d %H:%M:%S")}
     path = OUT / "results.json"
     if path.exists():  # parts skipped this time keep their earlier figures
@@ -145,6 +171,13 @@ def main() -> int:
         save()
         results["mobilenet_pruned50"] = export(mobile["run"], "mobilenet_pruned50", "--quantize", "int8",
                                                "--prune", "0.5", "--fine-tune-epochs", "2")
+        save()
+        results["mobilenet_pruned50_block4"] = export(mobile["run"], "mobilenet_pruned50_block4", "--quantize",
+                                                      "int8", "--prune", "0.5", "--block", "4",
+                                                      "--fine-tune-epochs", "2")
+        save()
+    if "sizes" not in skip:
+        results["mobilenet_int8_size_by_variant"] = size_by_variant(args.quick)
         save()
     if "resnet" not in skip:
         r_train, r_epochs = ("1000", "1") if args.quick else ("8000", "3")

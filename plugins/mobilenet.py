@@ -13,6 +13,12 @@ the plugin's training data unchanged. A ``Rescaling`` layer maps [0, 1] to the [
 applications expect (their ``preprocess_input``), again inside the model for the same reason.
 At 32×32 the stride-32 backbones end on a 1×1 feature map; ``--input-size 64`` buys accuracy for
 four times the compute.
+
+The default is the original, V1 at α 1.0 (``keras.applications.MobileNet``'s own default, and the
+network of tfmot's published pruning result). Smaller variants quantize less well for size: an int8
+file stores a float scale and a 64-bit zero point for every output channel, which weighs more the
+fewer weights each channel has (measured int8/float32 file size: V1 α1.0 0.27×, V3-Small 0.28×,
+V2 α0.5 0.34–0.35×; benchmarks/RESULTS.md).
 """
 from __future__ import annotations
 
@@ -26,9 +32,9 @@ APPLICATIONS = {"v1": "MobileNet", "v2": "MobileNetV2", "v3small": "MobileNetV3S
 @dataclass
 class MobileNetConfig(TrainConfig):
     epochs: int = option(5, "Passes over the training set.", min=1)
-    variant: str = option("v2", "v1 (depthwise-separable), v2 (inverted residuals) or v3small.",
+    variant: str = option("v1", "v1 (depthwise-separable), v2 (inverted residuals) or v3small.",
                           choices=tuple(APPLICATIONS))
-    alpha: float = option(0.5, "Width multiplier α (v1: 0.25/0.5/0.75/1; v2: 0.35–1.4; v3small: 0.75/1).",
+    alpha: float = option(1.0, "Width multiplier α (v1: 0.25/0.5/0.75/1; v2: 0.35–1.4; v3small: 0.75/1).",
                           min=0.1, max=1.4)
     input_size: int = option(32, "Side the images are resized to inside the model (≥ 32).", min=32, max=224)
     dropout: float = option(1e-3, "Dropout before the classifier (v1, v3small).", min=0.0, max=0.9)
