@@ -35,9 +35,10 @@ model = keras.Sequential([
 steps = args.epochs * math.ceil(len(x_train) / args.batch_size)
 warmup = int(0.1 * steps)
 schedule = keras.optimizers.schedules.CosineDecay(0.0, steps - warmup, warmup_target=5e-3, warmup_steps=warmup)
+# label smoothing 0.1 as dlkit's default: Keras offers it on the one-hot loss only, so labels go one-hot
 model.compile(optimizer=keras.optimizers.Adam(schedule),
-              loss="sparse_categorical_crossentropy", metrics=["accuracy"])
-model.fit(x_train, y_train, batch_size=args.batch_size, epochs=args.epochs, verbose=2)
+              loss=keras.losses.CategoricalCrossentropy(label_smoothing=0.1), metrics=["accuracy"])
+model.fit(x_train, keras.utils.to_categorical(y_train, 10), batch_size=args.batch_size, epochs=args.epochs, verbose=2)
 model.save(args.out)
-loss, accuracy = model.evaluate(x_test, y_test, batch_size=args.batch_size, verbose=0)
+loss, accuracy = model.evaluate(x_test, keras.utils.to_categorical(y_test, 10), batch_size=args.batch_size, verbose=0)
 print(f"test accuracy {accuracy:.4f}")

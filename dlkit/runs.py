@@ -119,8 +119,6 @@ class Run:
         """Load model.keras with Keras' safe mode on (it refuses pickled lambdas)."""
         import keras
 
-        import dlkit.losses  # noqa: F401  (registers the shared losses a saved model may name)
-
         if not self.model_path.is_file():
             raise DlkitError(f"no {MODEL} in {self.path}: the run saved no model (interrupted before its "
                              f"first epoch ended, or failed)")

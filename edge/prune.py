@@ -171,9 +171,9 @@ def prune(model, x_train, y_train, sparsity: float, *, pattern: Pattern | Block 
     frozen = [layer for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization) and layer.trainable]
     for layer in frozen:
         layer.trainable = False
-    loss = getattr(model, "loss", None) or "sparse_categorical_crossentropy"
+    # plain cross-entropy on the integer labels, whatever the run trained with (one-hot label smoothing…)
     model.compile(optimizer=keras.optimizers.Adam(keras.optimizers.schedules.CosineDecay(learning_rate, steps)),
-                  loss=loss, metrics=["accuracy"])
+                  loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     echo(f"pruning {len(pairs)} kernels to {sparsity:.0%} "
          f"({pattern.describe if pattern else 'magnitude, polynomial schedule'}), "
          f"fine-tuning {epochs} epoch(s) on {len(x_train)} examples")

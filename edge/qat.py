@@ -49,7 +49,8 @@ def run(args) -> dict:
 
     from dlkit.edge import convert, mirror
 
-    model = keras.saving.load_model(args.model, safe_mode=True)
+    # compile=False: QAT compiles its own loss; the run's (e.g. a plugin's own class) is not needed here
+    model = keras.saving.load_model(args.model, safe_mode=True, compile=False)
     arrays = np.load(args.data)
     x, y = arrays["x_train"], arrays["y_train"]
 
