@@ -42,6 +42,16 @@ def trained(tmp_path_factory):
     return runs
 
 
+def test_model_file_loads_in_plain_keras(trained):
+    """No dlkit import, another backend: the default's label smoothing uses Keras' own loss class."""
+    code = ("import sys, keras; m = keras.saving.load_model(sys.argv[1]); "
+            "print(keras.backend.backend(), type(m.loss).__name__, m.loss.label_smoothing)")
+    done = subprocess.run([sys.executable, "-c", code, str(trained["jax"] / "model.keras")], capture_output=True,
+                          text=True, env={**os.environ, "KERAS_BACKEND": "torch"}, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == ["torch", "CategoricalCrossentropy", "0.1"]
+
+
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_run_folder_records_what_really_ran(trained, backend):
     run = trained[backend]
