@@ -2,7 +2,7 @@
 Keras, and the start-up time of `dlkit list`. Every figure in benchmarks/RESULTS.md comes from here.
 
     python benchmarks/train.py list                      # dlkit list wall time (median of 20)
-    python benchmarks/train.py cnn --backends tensorflow,torch,jax --epochs 3
+    python benchmarks/train.py cnn --backends tensorflow,torch,jax --epochs 3 [--seeds 0,1,2]
     python benchmarks/train.py mlp --backends tensorflow
     python benchmarks/train.py overhead --backend tensorflow --epochs 1 --pairs 2
 
@@ -57,17 +57,17 @@ def bench_list(args) -> None:
 def bench_train(args) -> None:
     print("| algorithm | backend | epochs | test accuracy | s/epoch | train samples/s | wall s |")
     print("|---|---|---|---|---|---|---|")
-    for backend in args.backends.split(","):
-        extra = args.extra.split() if args.extra else []
+    for backend, seed in [(b, s) for s in args.seeds.split(",") for b in args.backends.split(",")]:
+        extra = (args.extra.split() if args.extra else []) + (["--seed", seed] if seed else [])
         wall, _ = timed(DLKIT + ["train", args.algo, "--backend", backend, "--epochs", str(args.epochs),
                                  "--out", str(OUT / "runs")] + extra)
         metrics = json.loads((latest_run(args.algo, backend) / "metrics.json").read_text())
         row = {"bench": args.algo, "backend": metrics["backend"], "epochs": metrics["epochs_completed"],
                "accuracy": metrics["test"]["accuracy"], "seconds_per_epoch": metrics["seconds_per_epoch"],
                "train_samples_per_s": metrics["train_samples_per_s"], "wall_s": round(wall, 1),
-               "extra": args.extra, "versions": metrics["versions"]}
+               "extra": " ".join(extra), "versions": metrics["versions"]}
         record(row)
-        print(f"| {args.algo} {args.extra} | {row['backend']} | {row['epochs']} | {100 * row['accuracy']:.2f}% | "
+        print(f"| {args.algo} {row['extra']} | {row['backend']} | {row['epochs']} | {100 * row['accuracy']:.2f}% | "
               f"{row['seconds_per_epoch']} | {row['train_samples_per_s']} | {row['wall_s']} |", flush=True)
 
 
@@ -99,6 +99,8 @@ def main() -> None:
         p.add_argument("--backends", default="tensorflow,torch,jax")
         p.add_argument("--epochs", type=int, default=3 if algo == "cnn" else 10)
         p.add_argument("--extra", default="", help="more dlkit train options, e.g. '--activation tanh'")
+        p.add_argument("--seeds", default="", help="comma list of seeds, one run each per backend (default: "
+                                                   "the plugin's default seed)")
         p.set_defaults(fn=bench_train, algo=algo)
     p = sub.add_parser("overhead")
     p.add_argument("--backend", default="tensorflow")
