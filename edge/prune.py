@@ -80,7 +80,7 @@ class Block:
 
     @property
     def describe(self) -> str:
-        return f"blocks of {self.size}, magnitude, polynomial schedule"
+        return f"{self.size}-weight block"
 
 
 def targets(model, pattern: Pattern | Block | None = None) -> list:

@@ -241,6 +241,10 @@ def test_structured_that_cannot_apply(cli, tmp_path):
                               "--out", str(out), *TINY))
     assert "no layer 3:5 structured sparsity" in line
     assert not out.exists() and not list(tmp_path.glob(".partial-*"))
+    line = one_line_error(cli("export", str(run), "--tflite", "--prune", "0.5", "--block", "4",
+                              "--out", str(out), *TINY))
+    assert "no layer 4-weight block sparsity" in line
+    assert not out.exists() and not list(tmp_path.glob(".partial-*"))
 
 
 def fake_run(tmp_path: Path, model, data: str) -> Path:
