@@ -15,10 +15,10 @@ At 32×32 the stride-32 backbones end on a 1×1 feature map; ``--input-size 64``
 four times the compute.
 
 The default is the original, V1 at α 1.0 (``keras.applications.MobileNet``'s own default, and the
-network of tfmot's published pruning result). Smaller variants quantize less well for size: an int8
-file stores a float scale and a 64-bit zero point for every output channel, which weighs more the
-fewer weights each channel has (measured int8/float32 file size: V1 α1.0 0.27×, V3-Small 0.28×,
-V2 α0.5 0.34–0.35×; benchmarks/RESULTS.md).
+network of tfmot's published pruning result). Smaller variants shrink less under int8: the file
+stores a float scale and a 64-bit zero point for every output channel, which weighs more the fewer
+weights each channel has (int8/float32 file size, measured: V1 α1.0 0.275×; V1 α0.5, V2 α1.0 and
+V3-Small 0.30–0.31×; V2 α0.5 0.353×; benchmarks/RESULTS.md).
 """
 from __future__ import annotations
 
