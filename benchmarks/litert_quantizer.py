@@ -39,17 +39,14 @@ def main() -> int:
     parser.add_argument("--venv", type=Path, required=True, help="a venv with litert-quantizer installed")
     args = parser.parse_args()
 
-    from dlkit import backends, registry
-    from dlkit.config import make_config
+    from dlkit import backends
     from dlkit.edge import convert, verify
     from dlkit.runs import Run
-    from dlkit.training import call_hook, prepare
+    from dlkit.training import call_hook, prepare, run_plugin
 
     report = json.loads((args.export_dir / "export_report.json").read_text())
-    run = Run(Path(report["run"]))
-    entry = registry.get(run.config["algorithm"])
+    entry, cfg = run_plugin(Run(Path(report["run"])))
     backends.activate("tensorflow")
-    cfg = make_config(entry.cls.config, run.config.get("config", {}))
     data = prepare(call_hook(entry, entry.algorithm(), "load_data", cfg), cfg)
     float32 = args.export_dir / f"{entry.name}_float32.tflite"
     files = {"tflite converter int8": args.export_dir / f"{entry.name}_int8.tflite", "float32": float32}

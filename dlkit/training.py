@@ -139,16 +139,22 @@ def _plots(entry, plugin, model, data, cfg, run, history, metrics) -> None:
     call_hook(entry, plugin, "extra_plots", model, data, cfg, run)
 
 
-def evaluate(run_dir: str, *, backend: str | None = None, echo=print) -> dict[str, Any]:
-    """Reload a run's model.keras on ``backend`` and recompute its test metrics on the same test set."""
-    run = Run.open(run_dir)
+def run_plugin(run: Run) -> tuple[PluginEntry, TrainConfig]:
+    """The plugin that trained ``run`` (from the same distribution) and the run's resolved config."""
     saved = run.config
     spec = f"{saved['distribution']}:{saved['algorithm']}" if saved.get("distribution") else saved["algorithm"]
     entry = registry.get(spec)
-    plugin = entry.algorithm()
     cfg = make_config(entry.cls.config, saved.get("config", {}))
     resolve_dataset(entry.cls, cfg)
-    backend = backends.activate(backend or saved.get("backend"), entry.cls.backends)
+    return entry, cfg
+
+
+def evaluate(run_dir: str, *, backend: str | None = None, echo=print) -> dict[str, Any]:
+    """Reload a run's model.keras on ``backend`` and recompute its test metrics on the same test set."""
+    run = Run.open(run_dir)
+    entry, cfg = run_plugin(run)
+    plugin = entry.algorithm()
+    backend = backends.activate(backend or run.config.get("backend"), entry.cls.backends)
     import keras
 
     keras.utils.set_random_seed(cfg.seed)

@@ -107,17 +107,12 @@ def find_run(target: str, runs_root: str) -> Run:
 def export(target: str, opts: ExportOptions, echo=print) -> tuple[Path, list[Row]]:
     pattern = check_options(opts)
     run = find_run(target, opts.runs)
-    saved = run.config
-    from dlkit import backends, registry
-    from dlkit.config import make_config
-    from dlkit.training import call_hook, prepare, resolve_dataset
+    from dlkit import backends
+    from dlkit.training import call_hook, prepare, run_plugin
 
-    spec = f"{saved['distribution']}:{saved['algorithm']}" if saved.get("distribution") else saved["algorithm"]
-    entry = registry.get(spec)
+    entry, cfg = run_plugin(run)
     if entry.cls.task != "classification":
         raise DlkitError(f"dlkit export verifies classification accuracy; '{entry.name}' is a {entry.cls.task} model")
-    cfg = make_config(entry.cls.config, saved.get("config", {}))
-    resolve_dataset(entry.cls, cfg)
     backends.activate("tensorflow")  # a .keras file is backend-neutral: a JAX/Torch run exports the same
     import keras
     import numpy as np
