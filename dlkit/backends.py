@@ -10,7 +10,7 @@ import os
 import sys
 
 from dlkit.api import BACKENDS
-from dlkit.config import suggest
+from dlkit.errors import suggest
 from dlkit.errors import DlkitError
 
 ALIASES = {"tensorflow": "tensorflow", "tf": "tensorflow", "jax": "jax", "torch": "torch", "pytorch": "torch"}

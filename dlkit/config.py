@@ -6,20 +6,13 @@ The same conversion serves the CLI (``--batch-size 64``) and the Python API
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import typing
 from typing import Any
 
 import click
 
 from dlkit.api import TrainConfig
-from dlkit.errors import DlkitError
-
-
-def suggest(word: str, candidates: typing.Iterable[str]) -> str:
-    """' Did you mean 'x'?' or '' — appended to an 'unknown …' error."""
-    close = difflib.get_close_matches(word, list(candidates), n=1, cutoff=0.6)
-    return f" Did you mean '{close[0]}'?" if close else ""
+from dlkit.errors import DlkitError, suggest
 
 
 def flag_name(field_name: str) -> str:

@@ -14,8 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from dlkit.api import Dataset
-from dlkit.config import suggest
-from dlkit.errors import DataUnavailable, DlkitError, first_line
+from dlkit.errors import DataUnavailable, DlkitError, first_line, suggest
 
 KERAS_BASE = "https://storage.googleapis.com/tensorflow/tf-keras-datasets/"
 

@@ -1,4 +1,9 @@
-"""Errors a user can fix. The CLI prints them as one line (a traceback only with --debug)."""
+"""Errors a user can fix. The CLI prints them as one line (a traceback only with --debug).
+
+Standard library only: every layer of dlkit (backends, data, config, plugins) raises these.
+"""
+import difflib
+from collections.abc import Iterable
 
 
 class DlkitError(Exception):
@@ -22,3 +27,9 @@ def first_line(exc: BaseException) -> str:
 def one_line(exc: BaseException) -> str:
     """``Type: first line`` — how an error from plugin or library code is reported to the user."""
     return f"{type(exc).__name__}: {first_line(exc)}" if str(exc).strip() else type(exc).__name__
+
+
+def suggest(word: str, candidates: Iterable[str]) -> str:
+    """' Did you mean 'x'?' or '' — appended to an 'unknown …' error."""
+    close = difflib.get_close_matches(word, list(candidates), n=1, cutoff=0.6)
+    return f" Did you mean '{close[0]}'?" if close else ""

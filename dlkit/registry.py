@@ -24,7 +24,8 @@ from functools import lru_cache
 from importlib.metadata import EntryPoint, entry_points
 
 from dlkit.api import API_VERSION, BACKENDS, Algorithm, TrainConfig
-from dlkit.config import describe, suggest
+from dlkit.config import describe
+from dlkit.errors import suggest
 from dlkit.errors import DlkitError, one_line
 
 GROUP = "dlkit.algorithms"

@@ -11,8 +11,8 @@ from typing import Any
 
 from dlkit import backends, registry
 from dlkit.api import Algorithm, Dataset, TrainConfig
-from dlkit.config import make_config, suggest
-from dlkit.errors import DlkitError, TrainingInterrupted, first_line, one_line
+from dlkit.config import make_config
+from dlkit.errors import DlkitError, TrainingInterrupted, first_line, one_line, suggest
 from dlkit.registry import PluginEntry
 from dlkit.runs import Run, Timer, library_versions, save_model
 

@@ -51,7 +51,7 @@ def parse_quantize(text: str) -> tuple[str, ...]:
         return QUANTIZE_MODES
     for mode in modes:
         if mode not in QUANTIZE_MODES:
-            from dlkit.config import suggest
+            from dlkit.errors import suggest
 
             raise DlkitError(f"unknown quantize mode '{mode}'; choose none, float16, dynamic or int8 (or several, "
                              f"comma separated, or all).{suggest(mode, QUANTIZE_MODES)}")
