@@ -2,16 +2,25 @@
 
 Keras reads ``KERAS_BACKEND`` when it is first imported and cannot switch afterwards, so the
 CLI calls :func:`activate` before any plugin hook runs.
+
+:func:`activate` also imports the backend there and then, with the process's stderr sent to a
+temporary file: TensorFlow's C++ start-up lines (oneDNN, cudart stub, ``failed call to cuInit``) are
+printed before its logging is initialised, so ``TF_CPP_MIN_LOG_LEVEL`` cannot silence them. If the
+import fails, what was captured is printed, so no real error is hidden. ``DLKIT_DEBUG=1`` (what
+``dlkit --debug`` sets) leaves stderr alone.
 """
 from __future__ import annotations
 
+import contextlib
+import importlib
 import importlib.util
 import os
 import sys
+import tempfile
+from collections.abc import Iterator
 
 from dlkit.api import BACKENDS
-from dlkit.errors import suggest
-from dlkit.errors import DlkitError
+from dlkit.errors import DlkitError, first_line, suggest
 
 ALIASES = {"tensorflow": "tensorflow", "tf": "tensorflow", "jax": "jax", "torch": "torch", "pytorch": "torch"}
 #: The Python module each backend needs, and the extra that installs it.
@@ -34,11 +43,12 @@ def is_installed(backend: str) -> bool:
     return importlib.util.find_spec(MODULES[backend][0]) is not None
 
 
-def activate(name: str | None, supported: tuple[str, ...] = BACKENDS) -> str:
-    """Select the backend for this process and return its canonical name.
+def activate(name: str | None, supported: tuple[str, ...] = BACKENDS, quiet: bool | None = None) -> str:
+    """Select the backend for this process, import it, and return its canonical name.
 
-    Raises a one-line error when it is unknown, not installed, not supported by the plugin, or
-    when Keras was already imported with another backend (it cannot switch in-process).
+    Raises a one-line error when it is unknown, not installed, not supported by the plugin, fails to
+    import, or when Keras was already imported with another backend (it cannot switch in-process).
+    ``quiet`` (default: unless ``$DLKIT_DEBUG`` is set) hides the frameworks' start-up noise.
     """
     backend = normalize(name)
     if backend not in supported:
@@ -52,9 +62,67 @@ def activate(name: str | None, supported: tuple[str, ...] = BACKENDS) -> str:
         if current != backend:
             raise DlkitError(f"Keras is already imported with the {current} backend in this process and cannot "
                              f"switch to {backend}; start a new process (or set KERAS_BACKEND={backend}).")
+    if quiet is None:
+        quiet = not debugging()
     os.environ["KERAS_BACKEND"] = backend
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ start-up chatter hides the progress
+    if quiet:
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ INFO/WARNING lines while training
+    _import(backend, quiet)
     return backend
+
+
+def debugging() -> bool:
+    """``dlkit --debug`` (or ``DLKIT_DEBUG=1``): show the frameworks' own start-up output."""
+    return os.environ.get("DLKIT_DEBUG", "") not in ("", "0")
+
+
+def _import(backend: str, quiet: bool) -> None:
+    """Import the backend's framework now, with its start-up output swallowed when ``quiet``.
+
+    TensorFlow comes too when it is installed, whatever the backend: Keras imports it for its file
+    utilities (``gfile``) the first time a model is saved or loaded, and its start-up lines would
+    appear there instead. Listing TensorFlow's devices is what prints ``failed call to cuInit`` on a
+    machine without a GPU; it happens here rather than at the first operation. JAX's "no GPU/TPU
+    found, falling back to cpu" warning comes from ``jax.devices()``, also called here.
+    """
+    with _stderr_captured() if quiet else contextlib.nullcontext():
+        try:
+            framework = importlib.import_module(MODULES[backend][0])
+            if backend == "tensorflow":
+                framework.config.list_physical_devices()
+            elif backend == "jax":
+                framework.devices()
+        except Exception as exc:
+            raise DlkitError(f"backend {backend} is installed but failed to import: {type(exc).__name__}: "
+                             f"{first_line(exc)}") from exc
+        if backend != "tensorflow" and importlib.util.find_spec("tensorflow") is not None:
+            with contextlib.suppress(Exception):  # Keras does without it (LazyModule), so may this
+                importlib.import_module("tensorflow")
+
+
+@contextlib.contextmanager
+def _stderr_captured() -> Iterator[None]:
+    """Point file descriptor 2 at a temporary file (C++ libraries write there directly, not through
+    ``sys.stderr``); restore it afterwards and, when the block raised, write out what it captured."""
+    try:
+        saved = os.dup(2)
+    except OSError:  # no stderr at all (a detached process): nothing to silence
+        yield
+        return
+    with tempfile.TemporaryFile() as capture:
+        sys.stderr.flush()
+        os.dup2(capture.fileno(), 2)
+        failed = True
+        try:
+            yield
+            failed = False
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            if failed:
+                capture.seek(0)
+                os.write(2, capture.read())
 
 
 def running_backend() -> str:

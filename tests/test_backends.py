@@ -1,6 +1,7 @@
 """Backend selection: names, aliases, errors, and the rule that it happens before Keras is imported."""
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -47,3 +48,39 @@ def test_activate_sets_env_and_refuses_to_switch_after_keras_is_imported():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
     assert "already imported with the torch backend" in out.stdout
+
+
+# Stand-ins for the frameworks: they write to file descriptor 2 directly, as TensorFlow's C++ start-up does.
+FAKE_JAX = ("import os\nos.write(2, b'E0000 failed call to cuInit\\n')\n"
+            "def devices():\n    os.write(2, b'An NVIDIA GPU may be present on this machine\\n')\n    return []\n")
+FAKE_TF = "import os\nos.write(2, b'I0000 oneDNN custom operations are on\\n')\n"
+BROKEN_JAX = "import os\nos.write(2, b'libcudnn.so.9: cannot open shared object file\\n')\nraise ImportError('jaxlib')\n"
+
+
+def activate_with(tmp_path, jax_source: str, **env) -> subprocess.CompletedProcess:
+    for name, source in (("jax", jax_source), ("tensorflow", FAKE_TF)):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "__init__.py").write_text(source)
+    code = "from dlkit import backends; print(backends.activate('jax'))"
+    environment = {k: v for k, v in os.environ.items() if k != "DLKIT_DEBUG"}
+    environment.update(PYTHONPATH=str(tmp_path), **env)
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=environment, timeout=60)
+
+
+def test_activate_imports_the_backend_quietly(tmp_path):
+    done = activate_with(tmp_path, FAKE_JAX)
+    assert (done.returncode, done.stdout, done.stderr) == (0, "jax\n", "")
+
+
+def test_debug_shows_the_start_up_output(tmp_path):
+    done = activate_with(tmp_path, FAKE_JAX, DLKIT_DEBUG="1")
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.splitlines() == ["E0000 failed call to cuInit", "An NVIDIA GPU may be present on this machine",
+                                        "I0000 oneDNN custom operations are on"]
+
+
+def test_a_failing_import_shows_what_it_printed(tmp_path):
+    done = activate_with(tmp_path, BROKEN_JAX)
+    assert done.returncode == 1
+    assert "libcudnn.so.9: cannot open shared object file" in done.stderr  # the captured output, not hidden
+    assert "backend jax is installed but failed to import: ImportError: jaxlib" in done.stderr
