@@ -82,6 +82,22 @@ def check_options(opts: ExportOptions):
     return pattern
 
 
+#: What the edge extra brings that the pipeline imports: always, and for --qat only.
+EDGE_MODULES = ("ai_edge_litert",)                             # verify.py: every .tflite is run on LiteRT
+QAT_MODULES = ("tensorflow_model_optimization", "tf_keras")   # qat.py: tfmot's QAT on a tf_keras mirror
+
+
+def check_installed(opts: ExportOptions) -> None:
+    """One line naming the missing modules and the extra that installs them, before anything is written."""
+    import importlib.util
+
+    needed = EDGE_MODULES + (QAT_MODULES if opts.qat else ())
+    missing = [name for name in needed if importlib.util.find_spec(name) is None]
+    if missing:
+        raise DlkitError(f"dlkit export needs the edge extra (missing: {', '.join(missing)}): "
+                         f"pip install 'dlkit[edge]'")
+
+
 def find_run(target: str, runs_root: str) -> Run:
     """A run folder, or an algorithm name → its latest completed run with a model under ``runs_root``."""
     path = Path(target)
@@ -106,6 +122,7 @@ def find_run(target: str, runs_root: str) -> Run:
 
 def export(target: str, opts: ExportOptions, echo=print) -> tuple[Path, list[Row]]:
     pattern = check_options(opts)
+    check_installed(opts)
     run = find_run(target, opts.runs)
     from dlkit import backends
     from dlkit.training import call_hook, prepare, run_plugin

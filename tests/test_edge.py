@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from dlkit.errors import DlkitError
 from tests.conftest import CACHE, REPO
 
 TINY = ("--test-samples", "200", "--latency-runs", "5")
@@ -269,6 +270,41 @@ def test_unsupported_op_is_named(cli, tmp_path):
                               *TINY))
     assert "ops TFLite cannot convert" in line and "StringToHashBucketFast" in line
     assert not out.exists() and not list(tmp_path.glob(".partial-*"))
+
+
+def without(*modules: str) -> list[str]:
+    """``python -c`` running the dlkit CLI as if ``modules`` were not installed (None in sys.modules makes both
+    ``import`` and ``importlib.util.find_spec`` say so)."""
+    hide = "; ".join(f"sys.modules[{name!r}] = None" for name in modules)
+    return [sys.executable, "-c", f"import sys; {hide}; from dlkit.cli import main; main(prog_name='dlkit')"]
+
+
+@pytest.mark.parametrize("missing, qat, named", [
+    (("ai_edge_litert",), False, "ai_edge_litert"),
+    (("tensorflow_model_optimization", "tf_keras"), True, "tensorflow_model_optimization, tf_keras"),
+])
+def test_without_the_edge_extra(tmp_path, missing, qat, named):
+    import keras
+
+    model = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Flatten(),
+                              keras.layers.Dense(10, activation="softmax")])
+    run = fake_run(tmp_path, model, "digits")
+    out = tmp_path / "exp"
+    args = ["export", str(run), "--tflite", "--out", str(out), *TINY, *(["--qat"] if qat else [])]
+    done = subprocess.run(without(*missing) + args, capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    line = one_line_error(done)
+    assert line == f"Error: dlkit export needs the edge extra (missing: {named}): pip install 'dlkit[edge]'"
+    assert not out.exists() and not list(tmp_path.glob(".partial-*")) and not (tmp_path / "exports").exists()
+
+
+def test_qat_modules_are_asked_for_only_with_qat(monkeypatch):
+    from dlkit.edge.pipeline import ExportOptions, check_installed
+
+    for name in ("tensorflow_model_optimization", "tf_keras"):
+        monkeypatch.setitem(sys.modules, name, None)
+    check_installed(ExportOptions())  # no --qat: nothing missing
+    with pytest.raises(DlkitError, match=r"missing: tensorflow_model_optimization, tf_keras\)"):
+        check_installed(ExportOptions(qat=True))
 
 
 @pytest.mark.skipif(not __import__("dlkit.data").data.missing_files("cifar10"), reason="CIFAR-10 is cached here")
