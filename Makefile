@@ -4,9 +4,14 @@
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
-# PyTorch first and pinned: 2.13.0 is the CPU build this project is tested with; a looser spec can
-# pull a multi-GB CUDA build. Override on a GPU machine, e.g. make TORCH=torch demo
+# PyTorch first and pinned to 2.13.0, the version this project is tested with (make TORCH=torch for
+# the newest). Which build comes depends on the index: from PyPI, Linux gets the multi-GB CUDA build
+# (what a GPU machine wants). TORCH_INDEX, when set, is the index torch alone is installed from:
+#   make TORCH_INDEX=https://download.pytorch.org/whl/cpu test     the CPU-only build (~190 MB)
+#   make TORCH_INDEX=https://download.pytorch.org/whl/cuNNN demo   a chosen CUDA version (pytorch.org lists them)
+# Left empty, pip's own configuration decides (a local wheel it is pointed at, else PyPI).
 TORCH  ?= torch==2.13.0
+TORCH_INDEX ?=
 # Offline copies of the datasets (see ../shared/datasets/README.md); used when present.
 SHARED ?= ../shared/datasets
 
@@ -17,7 +22,7 @@ setup: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml examples/dlkit-autoencoder/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q "$(TORCH)"
+	$(BIN)/pip install -q $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX)) "$(TORCH)"
 	$(BIN)/pip install -q -e ".[all,test]" -e examples/dlkit-autoencoder
 	touch $@
 
