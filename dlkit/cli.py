@@ -83,6 +83,8 @@ def main(ctx: click.Context, debug: bool, plugins: tuple[str, ...]) -> None:
       dlkit info cnn                    options, datasets, backends
       dlkit train cnn --backend jax     train; writes runs/cnn/<run-id>/
       dlkit evaluate RUN_DIR            reload the model and recompute its test metrics
+      dlkit train --resume RUN_DIR      continue an interrupted run
+      dlkit generate RUN_DIR            sample from a generative run (text, images)
     """
     ctx.obj = {"debug": debug}
     for spec in plugins:
@@ -127,14 +129,24 @@ def info(algorithm: str) -> None:
         datasets[0] += " (default)"
     click.echo(f"\ndatasets: {', '.join(datasets) or '-'}")
     click.echo(f"backends: {', '.join(algo.backends)}")
-    click.echo("\noptions:")
-    rows = describe(algo.config)
+    _option_table("options", describe(algo.config, algo.datasets))
+    click.echo("\ncommon to every algorithm: --backend, --out (see 'dlkit train NAME --help')")
+    if algo.generate_config is not None:
+        _option_table("dlkit generate RUN_DIR options", describe(algo.generate_config))
+    if algo.predict_config is not None:
+        _option_table("dlkit predict RUN_DIR INPUT… options", describe(algo.predict_config))
+
+
+def _option_table(title: str, rows: list[dict]) -> None:
+    click.echo(f"\n{title}:")
+    if not rows:
+        return
     width = max(len(r["option"]) for r in rows)
     type_width = max(len(r["type"]) for r in rows)
     for r in rows:
+        default = ",".join(map(str, r["default"])) if isinstance(r["default"], tuple) else r["default"]
         click.echo(f"  {r['option'].ljust(width)}  {r['type'].ljust(type_width)}  "
-                   f"default {r['default']!r:<10}  {r['help']}")
-    click.echo("\ncommon to every algorithm: --backend, --out (see 'dlkit train NAME --help')")
+                   f"default {default!r:<10}  {r['help']}")
 
 
 # -- train ----------------------------------------------------------------------------------------------
@@ -169,16 +181,38 @@ def _train_command(entry: registry.PluginEntry) -> click.Command:
 
     params = [click.Option(["--backend", "-b"], default=None, help=BACKEND_HELP, metavar="NAME"),
               click.Option(["--out"], default="runs", show_default=True, help="Folder the run folders go under.")]
-    params += click_options(algo.config)
+    params += click_options(algo.config, algo.datasets)
     return click.Command(entry.name, callback=callback, params=params,
                          help=f"{algo.summary}\n\nDatasets: {', '.join(algo.datasets) or '-'}. "
                               f"Backends: {', '.join(algo.backends)}.",
                          short_help=algo.summary)
 
 
-@main.group(cls=TrainCommands)
-def train() -> None:
-    """Train an algorithm: dlkit train NAME [--backend jax] [--epochs N] [options]."""
+@main.group(cls=TrainCommands, invoke_without_command=True)
+@click.option("--resume", "resume_dir", metavar="RUN_DIR", type=click.Path(file_okay=False),
+              help="Continue an interrupted or failed run from its last checkpoint.")
+@click.option("--backend", "-b", default=None, metavar="NAME",
+              help="With --resume: the backend to continue on (default: the run's).")
+@click.pass_context
+def train(ctx: click.Context, resume_dir: str | None, backend: str | None) -> None:
+    """Train an algorithm: dlkit train NAME [--backend jax] [--epochs N] [options].
+
+    \b
+    dlkit train --resume RUN_DIR continues a run that was interrupted (Ctrl-C, a kill, a crash)
+    from its last checkpoint, with its optimizer state, to the end of its budget.
+    """
+    if resume_dir and ctx.invoked_subcommand:
+        raise DlkitError("--resume continues a saved run with its own config: give the run folder only "
+                         "(dlkit train --resume RUN_DIR)")
+    if backend and not resume_dir:
+        raise DlkitError("--backend goes after the algorithm's name (dlkit train NAME --backend B), or "
+                         "with --resume")
+    if resume_dir:
+        from dlkit import training
+
+        training.resume(resume_dir, backend=backend, echo=click.echo)
+    elif not ctx.invoked_subcommand:
+        click.echo(ctx.get_help())
 
 
 # -- evaluate ---------------------------------------------------------------------------------------
@@ -195,6 +229,72 @@ def evaluate(run_dir: str, backend: str | None, as_json: bool) -> None:
     if as_json:
         result["test"].pop("confusion_matrix", None)
         click.echo(json.dumps(result, indent=2))
+
+
+# -- generate / predict: options that belong to the run's plugin -------------------------------------
+PLUGIN_ARGS = {"ignore_unknown_options": True, "allow_extra_args": True}
+
+
+def _plugin_options(name: str, params: list[click.Parameter], args: list[str]) -> dict:
+    """Parse the plugin's own options (and arguments) from ``args`` into a dict, errors as one line."""
+    command = click.Command(name, params=params, add_help_option=False)
+    try:
+        with command.make_context(name, list(args), resilient_parsing=False) as ctx:
+            return dict(ctx.params)
+    except click.ClickException as exc:
+        raise DlkitError(f"{name}: {exc.format_message()}") from None
+
+
+@main.command(context_settings=PLUGIN_ARGS)
+@click.argument("run_dir", type=click.Path(file_okay=False))
+@click.option("--backend", "-b", default=None, metavar="NAME", help="Backend to generate on (default: the run's).")
+@click.option("--out", default=None, help="Folder for the samples (default: RUN_DIR/samples/<time>/).")
+@click.pass_context
+def generate(ctx: click.Context, run_dir: str, backend: str | None, out: str | None) -> None:
+    """Sample from a trained run: text from a prompt, images from noise.
+
+    \b
+    The options after RUN_DIR are the plugin's own ('dlkit info NAME' lists them), e.g.
+      dlkit generate runs/gpt/RUN --prompt "ROMEO:" --tokens 500 --temperature 0.8
+      dlkit generate runs/gan/RUN -n 64 --label 3
+    """
+    from dlkit import training
+    from dlkit.config import click_options
+
+    _, entry, _ = training.open_run(run_dir)
+    config = entry.cls.generate_config
+    options = _plugin_options(f"dlkit generate ({entry.name})", click_options(config), ctx.args) if config else {}
+    if config is None and ctx.args:
+        raise DlkitError(f"{entry.name} runs do not generate samples")
+    result = training.generate(run_dir, backend=backend, out=out, echo=click.echo, **options)
+    click.echo(f"\nsamples: {result['out']}")
+
+
+@main.command(context_settings=PLUGIN_ARGS)
+@click.argument("run_dir", type=click.Path(file_okay=False))
+@click.option("--backend", "-b", default=None, metavar="NAME", help="Backend to predict on (default: the run's).")
+@click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
+@click.pass_context
+def predict(ctx: click.Context, run_dir: str, backend: str | None, as_json: bool) -> None:
+    """Run a trained model on INPUTs given on the command line: dlkit predict RUN_DIR "a text" …
+
+    Options after RUN_DIR beyond --backend and --json are the plugin's own ('dlkit info NAME').
+    """
+    from dlkit import training
+    from dlkit.config import click_options
+
+    _, entry, _ = training.open_run(run_dir)
+    config = entry.cls.predict_config
+    params = [click.Argument(["inputs"], nargs=-1)] + (click_options(config) if config else [])
+    parsed = _plugin_options(f"dlkit predict ({entry.name})", params, ctx.args)
+    inputs = list(parsed.pop("inputs"))
+    results = training.predict(run_dir, inputs, backend=backend, **parsed)
+    if as_json:
+        click.echo(json.dumps([{"input": text, **result} for text, result in zip(inputs, results)], indent=2))
+        return
+    for text, result in zip(inputs, results):
+        shown = ", ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in result.items())
+        click.echo(f"{text!r} → {shown}")
 
 
 # -- data / doctor -------------------------------------------------------------------------------------

@@ -13,22 +13,26 @@ def _pyplot():
     return plt
 
 
-def learning_curves(history: dict[str, list], path: Path, title: str) -> Path | None:
-    """One panel per metric, training and validation together."""
+def learning_curves(history: dict[str, list], path: Path, title: str, x: list | None = None,
+                    unit: str = "epoch") -> Path | None:
+    """One panel per metric, training and validation together, against epochs or steps (``x``)."""
     names = [k for k in history if not k.startswith("val_") and k not in ("learning_rate", "lr")]
-    if not names or not any(history[k] for k in names):
+    names = [k for k in names if any(_is_number(v) for v in history[k])]
+    if not names:
         return None
     plt = _pyplot()
     from matplotlib.ticker import MaxNLocator
 
     fig, axes = plt.subplots(1, len(names), figsize=(4.5 * len(names), 3.5), squeeze=False)
     for ax, name in zip(axes[0], names):
-        epochs = range(1, len(history[name]) + 1)
-        ax.plot(epochs, history[name], marker="o", label="train")
-        if history.get("val_" + name):
-            ax.plot(epochs, history["val_" + name], marker="o", label="validation")
-        ax.set_xlabel("epoch")
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole numbers
+        for key, label in ((name, "train"), ("val_" + name, "validation")):
+            values = history.get(key) or []
+            steps = x if x is not None and len(x) == len(values) else range(1, len(values) + 1)
+            points = [(s, v) for s, v in zip(steps, values) if _is_number(v)]
+            if points:
+                ax.plot(*zip(*points), marker="o" if len(points) <= 50 else None, label=label)
+        ax.set_xlabel(unit)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs and steps are whole numbers
         ax.set_title(name)
         ax.grid(alpha=0.3)
         ax.legend()
@@ -37,6 +41,10 @@ def learning_curves(history: dict[str, list], path: Path, title: str) -> Path | 
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and value == value  # NaN is not plotted
 
 
 def confusion_matrix(matrix: list[list[int]], class_names: tuple[str, ...], path: Path, title: str) -> Path:

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from importlib.metadata import EntryPoint, entry_points
 
-from dlkit.api import API_VERSION, BACKENDS, Algorithm, TrainConfig
+from dlkit.api import API_VERSION, BACKENDS, Algorithm, BaseConfig, GenerateConfig
 from dlkit.config import describe
 from dlkit.errors import suggest
 from dlkit.errors import DlkitError, one_line
@@ -102,15 +102,19 @@ def _check_class(obj: object, ep_name: str) -> str | None:
         return f"declares unknown backend(s) {unknown}; known: {list(BACKENDS)}"
     if obj.name and obj.name != ep_name:
         return f"class says name '{obj.name}' but its entry point is '{ep_name}'"
-    return _check_config(obj.config)
+    if obj.budget_unit not in ("epoch", "step"):
+        return f"budget_unit must be 'epoch' or 'step'; got {obj.budget_unit!r}"
+    return _check_config(obj.config, BaseConfig, obj.datasets) or (
+        _check_config(obj.generate_config, GenerateConfig) if obj.generate_config is not None else None) or (
+        _check_config(obj.predict_config, object) if obj.predict_config is not None else None)
 
 
-def _check_config(config: object) -> str | None:
-    """The config must turn into CLI options now, not when someone types ``dlkit train``."""
-    if not (isinstance(config, type) and issubclass(config, TrainConfig) and dataclasses.is_dataclass(config)):
-        return f"config {config!r} is not a @dataclass subclass of dlkit.api.TrainConfig"
+def _check_config(config: object, base: type, datasets: tuple[str, ...] = ()) -> str | None:
+    """A config must turn into CLI options now, not when someone types ``dlkit train``."""
+    if not (isinstance(config, type) and issubclass(config, base) and dataclasses.is_dataclass(config)):
+        return f"config {config!r} is not a @dataclass subclass of dlkit.api.{base.__name__}"
     try:
-        describe(config)
+        describe(config, datasets)
     except Exception as exc:  # unsupported field type, unresolvable annotation…
         return f"config {config.__name__}: {one_line(exc)}"
     return None

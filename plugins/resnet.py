@@ -132,6 +132,4 @@ class ResNet(Algorithm):
         if not augment:
             return super().train(model, data, cfg, run)
         validation = (data.x_val, data.y_val) if data.x_val is not None else None
-        history = model.fit(augmented_batches(data, cfg), epochs=cfg.epochs, validation_data=validation,
-                            callbacks=run.callbacks(cfg), verbose=run.progress_verbosity)
-        return history.history
+        return run.fit(model, augmented_batches(data, cfg), validation_data=validation)

@@ -56,7 +56,7 @@ def test_info_lists_options_datasets_backends():
     (["train", "cnn", "--epochs", "three"], "'three' is not a valid integer"),
     (["train", "cnn", "--epochs", "0"], "0 is not in the range x>=1"),
     (["train", "mlp", "--activation", "gelu"], "'gelu' is not one of 'relu', 'tanh', 'sigmoid'"),
-    (["train", "cnn", "--data", "mnits"], "does not train on dataset 'mnits'; choose one of mnist, "),
+    (["train", "cnn", "--data", "mnits"], "'mnits' is not one of 'mnist', 'fashion_mnist'"),
     (["evaluate", "/nonexistent/run"], "run folder '/nonexistent/run' does not exist"),
 ])
 def test_bad_input_is_one_clear_line(args, message, tmp_path):

@@ -104,12 +104,9 @@ class Autoencoder(Algorithm):
         return model
 
     def train(self, model, data, cfg: AutoencoderConfig, run):
-        """The image is both input and target. dlkit's callbacks still checkpoint every epoch."""
+        """The image is both input and target; run.fit checkpoints every epoch and can resume."""
         validation = (data.x_val, data.x_val) if data.x_val is not None else None
-        history = model.fit(data.x_train, data.x_train, batch_size=cfg.batch_size, epochs=cfg.epochs,
-                            validation_data=validation, callbacks=run.callbacks(cfg),
-                            verbose=run.progress_verbosity)
-        return history.history
+        return run.fit(model, data.x_train, data.x_train, validation_data=validation)
 
     def evaluate(self, model, data, cfg: AutoencoderConfig):
         """Reconstruction of the clean test images: PSNR (dB, per image, averaged), MSE, cross-entropy."""
