@@ -35,6 +35,7 @@ class CNN(Algorithm):
     summary = "Convolutional network (Conv32-Conv64-MaxPool-Dense128): MNIST digits"
     config = CNNConfig
     datasets = ("mnist", "fashion_mnist", "digits", "cifar10")
+    test_config = {"filters": 4, "dense": 8}
 
     def build(self, cfg: CNNConfig, data):
         import keras

@@ -48,6 +48,7 @@ class MobileNet(Algorithm):
     summary = "MobileNet V1/V2/V3-Small (keras.applications, width multiplier α): Fashion-MNIST"
     config = MobileNetConfig
     datasets = ("fashion_mnist", "cifar10", "mnist")
+    test_config = {"alpha": 0.25}
 
     def build(self, cfg: MobileNetConfig, data):
         import keras

@@ -56,10 +56,63 @@ def test_bad_values_say_what_was_received(values, message):
     assert message in str(info.value)
 
 
-def test_mlp_hidden_widths_are_validated():
-    from dlkit.plugins.mlp import hidden_widths
+@dataclass
+class ListConfig(TrainConfig):
+    hidden: tuple[int, ...] = option((512, 256), "Widths.", min=1)
+    rates: tuple[float, ...] = option((0.1,), "Rates.", min=0.0, max=1.0)
+    steps: int | None = option(None, "Optional step budget.", min=1)
+    name: str | None = option(None, "Optional name.")
 
-    assert hidden_widths("512, 256") == [512, 256]
-    for bad in ("", "a,b", "0,10"):
-        with pytest.raises(DlkitError, match="--hidden expects positive integers"):
-            hidden_widths(bad)
+
+@pytest.mark.parametrize("given, expected", [("64,32", (64, 32)), ("128", (128,)), (" 8 , 4 ", (8, 4)),
+                                             ([16, 8], (16, 8)), ((3,), (3,))])
+def test_tuple_options_take_comma_lists(given, expected):
+    assert make_config(ListConfig, {"hidden": given}).hidden == expected
+
+
+@pytest.mark.parametrize("values, message", [
+    ({"hidden": "a,b"}, "--hidden: 'a' is not a valid integer"),
+    ({"hidden": "64,0"}, "--hidden: 0 is not in the range x>=1"),
+    ({"hidden": ""}, "--hidden: expects one or more comma-separated values"),
+    ({"hidden": [64, 1.5]}, "--hidden expects int,…, got [64, 1.5]"),
+    ({"rates": "0.5,2"}, "--rates: 2.0 is not in the range 0.0<=x<=1.0"),
+    ({"steps": "0"}, "--steps: 0 is not in the range x>=1"),
+    ({"steps": "many"}, "--steps: 'many' is not a valid integer"),
+])
+def test_tuple_and_optional_options_say_what_was_received(values, message):
+    with pytest.raises(DlkitError) as info:
+        make_config(ListConfig, values)
+    assert message in str(info.value)
+
+
+def test_optional_options_default_to_none_and_accept_none():
+    assert make_config(ListConfig, {}).steps is None
+    assert make_config(ListConfig, {"steps": "200"}).steps == 200
+    assert make_config(ListConfig, {"steps": "none", "name": "None"}).steps is None
+    rows = {r["option"]: r for r in describe(ListConfig)}
+    assert rows["--hidden"]["type"] == "int [1..],…" and rows["--hidden"]["default"] == (512, 256)
+    assert rows["--steps"]["type"] == "int [1..] | none"
+
+
+def test_unsupported_field_types_are_refused_with_the_field_name():
+    @dataclass
+    class Bad(TrainConfig):
+        sizes: dict = option(None, "Sizes.")
+
+    with pytest.raises(TypeError, match="config field 'sizes': unsupported type"):
+        describe(Bad)
+
+
+def test_data_is_a_choice_of_the_plugins_datasets_with_its_real_default():
+    datasets = ("fashion_mnist", "mnist")
+    options = {o.name: o for o in click_options(ToyConfig, datasets)}
+    assert list(options["data"].type.choices) == list(datasets) and options["data"].default == "fashion_mnist"
+    assert make_config(ToyConfig, {}, datasets).data == "fashion_mnist"
+    with pytest.raises(DlkitError, match="'mnits' is not one of 'fashion_mnist', 'mnist'. Did you mean 'mnist'"):
+        make_config(ToyConfig, {"data": "mnits"}, datasets)
+    assert {r["option"]: r for r in describe(ToyConfig, datasets)}["--data"]["default"] == "fashion_mnist"
+
+
+def test_mlp_hidden_is_a_list_of_widths():
+    assert make_config(MLPConfig, {"hidden": "64"}).hidden == (64,)
+    assert make_config(MLPConfig, {"hidden": "512,256"}).hidden == MLPConfig().hidden == (512, 256)
