@@ -23,6 +23,7 @@ import math
 from dataclasses import dataclass
 
 from dlkit.errors import DlkitError
+from dlkit.optimizers import adam_cosine
 
 PRUNABLE = ("Conv2D", "Dense")
 #: Kernels smaller than this stay dense (a stem convolution has a few hundred weights and all matter).
@@ -172,7 +173,7 @@ def prune(model, x_train, y_train, sparsity: float, *, pattern: Pattern | Block 
     for layer in frozen:
         layer.trainable = False
     # plain cross-entropy on the integer labels, whatever the run trained with (one-hot label smoothing…)
-    model.compile(optimizer=keras.optimizers.Adam(keras.optimizers.schedules.CosineDecay(learning_rate, steps)),
+    model.compile(optimizer=adam_cosine(learning_rate, epochs, len(x_train), batch_size),
                   loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     echo(f"pruning {len(pairs)} kernels to {sparsity:.0%} "
          f"({pattern.describe if pattern else 'magnitude, polynomial schedule'}), "

@@ -48,6 +48,7 @@ def run(args) -> dict:
     import numpy as np
 
     from dlkit.edge import convert, mirror
+    from dlkit.optimizers import adam_cosine
 
     # compile=False: QAT compiles its own loss; the run's (e.g. a plugin's own class) is not needed here
     model = keras.saving.load_model(args.model, safe_mode=True, compile=False)
@@ -74,8 +75,7 @@ def run(args) -> dict:
     with quantize.quantize_scope():
         qat = quantize.quantize_apply(annotated)
     callbacks = [keep_zeros(qat, tf_keras)] if args.preserve_sparsity else []
-    steps = max(1, args.epochs * int(np.ceil(len(x) / args.batch_size)))
-    qat.compile(optimizer=tf_keras.optimizers.Adam(tf_keras.optimizers.schedules.CosineDecay(args.learning_rate, steps)),
+    qat.compile(optimizer=adam_cosine(args.learning_rate, args.epochs, len(x), args.batch_size, keras=tf_keras),
                 loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     print(f"QAT: fine-tuning {args.epochs} epoch(s) on {len(x)} examples (mirror max diff {diff:.1e})", flush=True)
     qat.fit(x, y, batch_size=args.batch_size, epochs=args.epochs, verbose=2, callbacks=callbacks)

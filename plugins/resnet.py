@@ -116,14 +116,16 @@ class ResNet(Algorithm):
                                name="classifier")(x)
         model = keras.Model(inputs, outputs, name=f"resnet{cfg.depth}")
 
-        steps = max(1, cfg.epochs * math.ceil(len(data.x_train) / cfg.batch_size))
         if cfg.schedule == "paper":
             lr = cfg.learning_rate or 0.1
+            steps = max(1, cfg.epochs * math.ceil(len(data.x_train) / cfg.batch_size))
             schedule = keras.optimizers.schedules.PiecewiseConstantDecay(
                 [int(steps * 0.5), int(steps * 0.75)], [lr, lr / 10, lr / 100])
             optimizer = keras.optimizers.SGD(schedule, momentum=0.9)
         else:
-            optimizer = keras.optimizers.Adam(keras.optimizers.schedules.CosineDecay(cfg.learning_rate or 1e-3, steps))
+            from dlkit.optimizers import adam_cosine
+
+            optimizer = adam_cosine(cfg.learning_rate or 1e-3, cfg.epochs, len(data.x_train), cfg.batch_size)
         model.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy", metrics=["accuracy"])
         return model
 

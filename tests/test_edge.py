@@ -132,6 +132,18 @@ def test_magnitude_mask_and_schedule():
     assert polynomial_sparsity(50, 100, 0.5) == pytest.approx(0.5 * (1 - 0.5 ** 3))
 
 
+def test_qat_optimizer_is_the_shared_adam_cosine_on_tf_keras():
+    import tf_keras
+
+    from dlkit.optimizers import adam_cosine
+
+    optimizer = adam_cosine(1e-4, 2, 1000, 128, keras=tf_keras)
+    assert isinstance(optimizer, tf_keras.optimizers.Adam)
+    schedule = optimizer.get_config()["learning_rate"]
+    assert schedule["class_name"] == "CosineDecay"
+    assert (schedule["config"]["initial_learning_rate"], schedule["config"]["decay_steps"]) == (1e-4, 2 * 8)
+
+
 def test_tf_keras_mirror_matches_mobilenet_exactly():
     import keras
     import tf_keras
