@@ -11,6 +11,7 @@ import tempfile
 from pathlib import Path
 
 from dlkit.errors import DlkitError
+from dlkit.files import atomic_path
 
 MODES = ("none", "float16", "dynamic", "int8")
 
@@ -94,9 +95,6 @@ def convert(converter) -> bytes:
 
 
 def write(data: bytes, path: Path) -> Path:
-    import os
-
-    tmp = path.with_name(path.name + ".partial")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
     return path

@@ -1,10 +1,10 @@
 """The export report: one row per variant, printed as a table and written as JSON and Markdown."""
 from __future__ import annotations
 
-import json
-import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+
+from dlkit.files import write_json, write_text
 
 OK, OFF, FAILED = "✅", "❎", "❌"
 LEGEND = (f"{OK} exported and verified · {OFF} exported but accuracy off by more than the tolerance "
@@ -63,9 +63,5 @@ def markdown(meta: dict, rows: list[Row]) -> str:
 
 
 def write(folder: Path, meta: dict, rows: list[Row]) -> None:
-    payload = {**meta, "variants": [asdict(r) for r in rows]}
-    for name, text in (("export_report.json", json.dumps(payload, indent=2) + "\n"),
-                       ("export_report.md", markdown(meta, rows))):
-        tmp = folder / (name + ".partial")
-        tmp.write_text(text)
-        os.replace(tmp, folder / name)
+    write_json(folder / "export_report.json", {**meta, "variants": [asdict(r) for r in rows]})
+    write_text(folder / "export_report.md", markdown(meta, rows))
