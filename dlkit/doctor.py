@@ -5,9 +5,9 @@ import os
 import platform
 import subprocess
 import sys
-from importlib import metadata
 
 from dlkit import data, registry
+from dlkit.versions import versions
 
 LIBRARIES = ("dlkit", "keras", "tensorflow", "jax", "jaxlib", "torch", "numpy", "tensorflow-model-optimization",
              "tf-keras", "ai-edge-litert", "spektral", "gymnasium")
@@ -23,11 +23,7 @@ PROBE = {
 
 def report(echo=print) -> None:
     echo(f"python     {platform.python_version()} ({sys.executable})")
-    for name in LIBRARIES:
-        try:
-            version = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            version = "-"
+    for name, version in versions(LIBRARIES).items():
         echo(f"{name:<31}{version}")
     echo("\nbackends:")
     for backend, code in PROBE.items():
