@@ -1,14 +1,17 @@
-"""``dlkit export``: click and the standard library only at import, so ``dlkit --help`` stays instant."""
+"""``dlkit export``: click and the standard library only at import (edge/convert.py's top level is standard
+library too), so ``dlkit --help`` stays instant."""
 from __future__ import annotations
 
 import click
+
+from dlkit.edge.convert import MODES
 
 
 @click.command()
 @click.argument("target", metavar="ALGO|RUN_DIR")
 @click.option("--tflite", is_flag=True, help="Export to TensorFlow Lite, verified with the LiteRT interpreter.")
 @click.option("--quantize", default="none", show_default=True, metavar="MODE",
-              help="none | float16 | dynamic | int8, several comma separated, or all. float32 is always exported.")
+              help=f"{' | '.join(MODES)}, several comma separated, or all. float32 is always exported.")
 @click.option("--prune", type=float, default=None, metavar="SPARSITY",
               help="Magnitude-prune to this sparsity (0 < s < 1) while fine-tuning, before converting.")
 @click.option("--structured", default=None, metavar="N:M", help="With --prune: N:M structured sparsity (e.g. 2:4).")

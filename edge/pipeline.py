@@ -18,11 +18,12 @@ from pathlib import Path
 
 from dlkit.errors import DlkitError, first_line
 from dlkit.runs import METRICS, MODEL, Run
+from dlkit.versions import versions
 
 from . import report
+from .convert import MODES
 from .report import FAILED, OFF, OK, Row
 
-QUANTIZE_MODES = ("none", "float16", "dynamic", "int8")
 VARIANT = {"none": "float32", "float16": "float16", "dynamic": "dynamic", "int8": "int8"}
 
 
@@ -48,13 +49,13 @@ class ExportOptions:
 def parse_quantize(text: str) -> tuple[str, ...]:
     modes = [m.strip().lower() for m in text.split(",") if m.strip()] or ["none"]
     if modes == ["all"]:
-        return QUANTIZE_MODES
+        return MODES
     for mode in modes:
-        if mode not in QUANTIZE_MODES:
+        if mode not in MODES:
             from dlkit.errors import suggest
 
-            raise DlkitError(f"unknown quantize mode '{mode}'; choose none, float16, dynamic or int8 (or several, "
-                             f"comma separated, or all).{suggest(mode, QUANTIZE_MODES)}")
+            raise DlkitError(f"unknown quantize mode '{mode}'; choose {', '.join(MODES[:-1])} or {MODES[-1]} (or "
+                             f"several, comma separated, or all).{suggest(mode, MODES)}")
     return tuple(dict.fromkeys(["none", *modes]))  # float32 always: it is the reference for size and latency
 
 
@@ -131,8 +132,6 @@ def export(target: str, opts: ExportOptions, echo=print) -> tuple[Path, list[Row
     if entry.cls.task != "classification":
         raise DlkitError(f"dlkit export verifies classification accuracy; '{entry.name}' is a {entry.cls.task} model")
     backends.activate("tensorflow")  # a .keras file is backend-neutral: a JAX/Torch run exports the same
-    import keras
-    import numpy as np
 
     plugin = entry.algorithm()
     model = run.load_model(plugin.custom_objects())
@@ -159,7 +158,8 @@ def export(target: str, opts: ExportOptions, echo=print) -> tuple[Path, list[Row
                 "dataset": data.name, "test_samples": int(len(x_test)), "tolerance": opts.tolerance,
                 "latency_runs": opts.latency_runs, "options": {k: v for k, v in vars(opts).items()},
                 "machine": f"{platform.machine()} CPU ({os.cpu_count()} cores)",
-                "versions": {"keras": keras.__version__, "numpy": np.__version__, **_litert_versions()}}
+                "versions": versions(("keras", "numpy", "tensorflow", "ai-edge-litert",
+                                      "tensorflow-model-optimization"))}
         report.write(stage, meta, rows)
         if out.exists():
             old = out.with_name(f".old-{out.name}-{os.getpid()}")
@@ -170,18 +170,6 @@ def export(target: str, opts: ExportOptions, echo=print) -> tuple[Path, list[Row
         shutil.rmtree(stage, ignore_errors=True)
         raise
     return out, rows
-
-
-def _litert_versions() -> dict:
-    from importlib import metadata
-
-    found = {}
-    for dist in ("tensorflow", "ai-edge-litert", "tensorflow-model-optimization"):
-        try:
-            found[dist] = metadata.version(dist)
-        except metadata.PackageNotFoundError:
-            found[dist] = "not installed"
-    return found
 
 
 def _variants(name, model, opts, pattern, stage, x_fit, y_fit, x_test, y_test, echo) -> list[Row]:

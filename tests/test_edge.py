@@ -59,6 +59,8 @@ def test_export_every_mode_verified_by_litert(full_export):
     assert rows["int8-pruned50"]["size"] < 0.35 * rows["float32-pruned50"]["size"]
     assert (out / "export_report.md").read_text().count("✅") >= 7
     assert "variant" in done.stdout and "report:" in done.stdout  # the table is printed
+    assert list(report["versions"]) == ["keras", "numpy", "tensorflow", "ai-edge-litert", "tensorflow-model-optimization"]
+    assert "not installed" not in report["versions"].values()
 
 
 def test_pruning_reaches_the_requested_sparsity(full_export):
