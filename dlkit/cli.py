@@ -305,24 +305,34 @@ def data() -> None:
 
 @data.command("list")
 def data_list() -> None:
-    """Datasets and whether their files are in the cache."""
+    """Every registered dataset (plugins' too): present, missing (from where, to where) or corrupt."""
     from dlkit import data as datasets
 
+    rows = datasets.status()
+    width = max([14, *(len(row["name"]) for row in rows)])
     click.echo(f"cache: {datasets.keras_cache_dir()}")
-    for row in datasets.status():
-        mark = "present" if row["present"] else "missing: " + ", ".join(row["missing"])
-        click.echo(f"  {row['name']:<14} {mark}\n  {'':<14} {row['description']}")
+    for row in rows:
+        state = "corrupt" if row["problems"] else "present" if row["present"] else "missing"
+        click.echo(f"  {row['name']:<{width}}  {row['kind']:<6} {state}")
+        details = [row["description"], *row["problems"]]
+        details += [f"get {g['url']}" + (f" (or {', '.join(g['also'])})" if g["also"] else "") + f" → {g['path']}"
+                    for g in row["get"]]
+        for line in details:
+            click.echo(f"  {'':<{width}}  {line}")
+    if not all(row["present"] for row in rows):
+        click.echo("\nMissing files are downloaded on first use (unless DLKIT_OFFLINE=1); add copies downloaded "
+                   "elsewhere with 'dlkit data add FILE…'.")
 
 
 @data.command("add")
 @click.argument("files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
 def data_add(files: tuple[str, ...]) -> None:
-    """Copy downloaded dataset FILES into the cache (sha256-checked)."""
+    """Put dataset FILES downloaded elsewhere into the cache: recognised by name, sha256-checked, archives unpacked."""
     from pathlib import Path
 
     from dlkit import data as datasets
 
-    for target in datasets.add_files([Path(f) for f in files]):
+    for target in datasets.add_files([Path(f) for f in files], echo=click.echo):
         click.echo(f"added {target}")
 
 

@@ -36,8 +36,12 @@ def report(echo=print) -> None:
             ok, detail = False, "import timed out"
         echo(f"  {backend:<11} {'ok' if ok else 'FAILS'}  {detail}")
     echo(f"\ndataset cache: {data.keras_cache_dir()}")
-    for row in data.status():
-        echo(f"  {row['name']:<14} {'present' if row['present'] else 'missing'}")
+    rows = data.status()  # every registered dataset, the plugins' included
+    for row in rows:
+        state = "corrupt" if row["problems"] else "present" if row["present"] else "missing"
+        echo(f"  {row['name']:<14} {state:<8} {row['kind']}")
+    if not all(row["present"] for row in rows):
+        echo("  ('dlkit data list' says where to get what is missing or corrupt)")
     broken = [e for e in registry.discover() if e.error]
     echo(f"\nplugins: {len(registry.discover())} found, {len(broken)} broken")
     for e in broken:
