@@ -7,13 +7,14 @@ al., "Stacked convolutional auto-encoders for hierarchical feature extraction", 
 Conv(s2)-Conv(s2)-Dense(code) and back with transposed convolutions. Reported: test PSNR (headline),
 MSE and binary cross-entropy, and a picture of originals, reconstructions and denoised inputs.
 
-Written only against dlkit.api, as any third-party plugin is; Keras is imported inside the hooks, after
-dlkit has chosen the backend, and the model uses keras.ops only, so it trains on all three backends.
+Written only against dlkit.api, as any third-party plugin is. This module is the light entry that
+``dlkit list`` imports (the standard library and dlkit.api only); the layers and the network live in
+``dlkit_autoencoder.model``, which imports Keras at its top and is imported inside the hooks, after
+dlkit has chosen the backend. The model uses keras.ops only, so it trains on all three backends.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import lru_cache
 
 from dlkit.api import Algorithm, TrainConfig, option
 
@@ -31,44 +32,6 @@ class AutoencoderConfig(TrainConfig):
     learning_rate: float = option(3e-3, "Adam learning rate.", min=0.0)
 
 
-@lru_cache(maxsize=None)
-def masking_noise():
-    """The MaskingNoise layer class, defined (and registered) on first use.
-
-    The module may not import Keras at top level, so the class cannot live there; build() and
-    custom_objects() call this, which registers it before a model.keras that uses it is loaded.
-    """
-    import keras
-    from keras import ops
-
-    @keras.saving.register_keras_serializable(package="dlkit_autoencoder")
-    class MaskingNoise(keras.layers.Layer):
-        """Zero each input value with probability ``rate`` while training; identity at inference.
-
-        Unlike Dropout it does not rescale the values it keeps: the corruption of Vincent et al.
-        """
-
-        def __init__(self, rate: float, seed: int | None = None, **kwargs):
-            super().__init__(**kwargs)
-            self.rate = float(rate)
-            self.seed = seed
-            self.seed_generator = keras.random.SeedGenerator(seed)
-
-        def call(self, inputs, training=False):
-            if not training or self.rate == 0.0:
-                return inputs
-            keep = keras.random.uniform(ops.shape(inputs), seed=self.seed_generator) >= self.rate
-            return ops.where(keep, inputs, ops.zeros_like(inputs))
-
-        def compute_output_shape(self, input_shape):
-            return input_shape
-
-        def get_config(self):
-            return {**super().get_config(), "rate": self.rate, "seed": self.seed}
-
-    return MaskingNoise
-
-
 class Autoencoder(Algorithm):
     name = "autoencoder"
     summary = "Convolutional denoising autoencoder (masking noise): MNIST, Fashion-MNIST"
@@ -77,27 +40,22 @@ class Autoencoder(Algorithm):
     backends = ("tensorflow", "jax", "torch")
     task = "reconstruction"  # not "classification": no accuracy, no confusion matrix
     headline_metric = "psnr"
+    test_config = {"filters": 4, "latent": 4}  # tiny, for dlkit's contract test
     api_version = 1
+
+    def load_data(self, cfg: AutoencoderConfig):
+        """The image datasets through dlkit's loaders (the default only for task "classification")."""
+        from dlkit import data
+
+        return data.load(cfg.data)
 
     def build(self, cfg: AutoencoderConfig, data):
         import keras
-        from keras import layers
 
-        height, width, channels = data.input_shape
-        if height % 4 or width % 4:
-            raise ValueError(f"image sides must be multiples of 4 (two stride-2 convolutions), got {height}×{width}")
-        deep = 2 * cfg.filters
-        inputs = keras.Input(shape=data.input_shape)                                        # (B, 28, 28, 1)
-        x = masking_noise()(cfg.noise, seed=cfg.seed, name="masking_noise")(inputs)
-        x = layers.Conv2D(cfg.filters, 3, strides=2, padding="same", activation="relu")(x)  # (B, 14, 14, F)
-        x = layers.Conv2D(deep, 3, strides=2, padding="same", activation="relu")(x)         # (B, 7, 7, 2F)
-        code = layers.Dense(cfg.latent, name="code")(layers.Flatten()(x))                   # (B, latent)
-        x = layers.Dense(height // 4 * width // 4 * deep, activation="relu")(code)
-        x = layers.Reshape((height // 4, width // 4, deep))(x)                              # (B, 7, 7, 2F)
-        x = layers.Conv2DTranspose(deep, 3, strides=2, padding="same", activation="relu")(x)         # (B, 14, 14, 2F)
-        x = layers.Conv2DTranspose(cfg.filters, 3, strides=2, padding="same", activation="relu")(x)  # (B, 28, 28, F)
-        outputs = layers.Conv2D(channels, 3, padding="same", activation="sigmoid")(x)       # (B, 28, 28, 1)
-        model = keras.Model(inputs, outputs, name="autoencoder")
+        from dlkit_autoencoder.model import denoising_autoencoder
+
+        model = denoising_autoencoder(data.input_shape, latent=cfg.latent, filters=cfg.filters, noise=cfg.noise,
+                                      seed=cfg.seed)
         # pixels lie in [0, 1]: cross-entropy per pixel gives sharper digits than MSE
         model.compile(optimizer=keras.optimizers.Adam(cfg.learning_rate), loss="binary_crossentropy",
                       metrics=["mse"])
@@ -149,5 +107,7 @@ class Autoencoder(Algorithm):
         plt.close(fig)
 
     def custom_objects(self):
-        """Defining the layer registers it, so ``dlkit evaluate`` reloads model.keras in safe mode."""
-        return {"dlkit_autoencoder>MaskingNoise": masking_noise()}
+        """Importing the model module registers its layer, so model.keras reloads in safe mode."""
+        from dlkit_autoencoder.model import MaskingNoise
+
+        return {"dlkit_autoencoder>MaskingNoise": MaskingNoise}

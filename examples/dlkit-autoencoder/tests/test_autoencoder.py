@@ -15,3 +15,16 @@ def test_reconstructs_and_reloads(tmp_path):
     assert not (run.path / "plots" / "confusion_matrix.png").exists()
     again = dlkit.evaluate(str(run.path))  # the MaskingNoise layer must deserialize with safe_mode on
     assert abs(again["test"]["psnr"] - test["psnr"]) < 1e-4
+
+
+def test_entry_module_is_light_and_the_model_module_registers_the_layer():
+    """`dlkit list` imports only the entry module; the model module brings Keras and the layer."""
+    import subprocess
+    import sys
+
+    code = ("import sys, dlkit_autoencoder; print('keras' in sys.modules); "
+            "import dlkit_autoencoder.model, keras; "
+            "print(keras.saving.get_registered_object('dlkit_autoencoder>MaskingNoise').__name__)")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.split() == ["False", "MaskingNoise"]
