@@ -103,7 +103,8 @@ def test_scaffold_installs_lists_trains_on_every_backend_and_passes_its_own_test
     dist = tmp_path / "dlkit-tiny-convnet"
     assert "created dlkit-tiny-convnet/" in made.stdout
     assert sorted(str(p.relative_to(dist)) for p in dist.rglob("*") if p.is_file()) == [
-        "README.md", "dlkit_tiny_convnet.py", "pyproject.toml", "tests/test_tiny_convnet.py"]
+        "README.md", "dlkit_tiny_convnet/__init__.py", "dlkit_tiny_convnet/model.py", "pyproject.toml",
+        "tests/test_tiny_convnet.py"]
 
     pip_install(venv, "-e", str(dist))
     row = listed(venv)[NAME]
@@ -120,7 +121,7 @@ def test_scaffold_installs_lists_trains_on_every_backend_and_passes_its_own_test
         assert (metrics["status"], metrics["backend"], metrics["dataset"]) == ("completed", backend, "digits")
         assert metrics["plugin"]["distribution"] == "dlkit-tiny-convnet"
         assert 0.0 <= metrics["test"]["accuracy"] <= 1.0 and metrics["test_samples"] == 128
-    assert "1 passed" in ok(own_test).stdout
+    assert "2 passed" in ok(own_test).stdout
 
 
 # -- examples/dlkit-autoencoder as a wheel -------------------------------------------------------------------
