@@ -2,9 +2,12 @@
 
 The real loaders (keras.datasets) are used unchanged; only their cache is pointed at a copy of
 ../shared/datasets (override with DLKIT_SHARED_DATASETS), exactly as a user without internet would.
+A test that loads such a dataset says so with ``@pytest.mark.requires_dataset("mnist")``: without the
+file it is skipped, and the reason names the file and where it was looked for.
 """
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import subprocess
@@ -35,6 +38,26 @@ def pytest_configure(config):
     # before anything imports Keras: Keras reads KERAS_HOME at import
     os.environ["KERAS_HOME"] = str(_seed_keras_cache())
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        for mark in item.iter_markers("requires_dataset"):
+            missing = [reason for reason in map(_missing_dataset, mark.args) if reason]
+            if missing:
+                item.add_marker(pytest.mark.skip(reason="; ".join(missing)))
+
+
+@functools.cache
+def _missing_dataset(name: str) -> str:
+    """Why dataset ``name`` cannot be loaded offline here, or '' when its files are in the test cache."""
+    from dlkit import data
+
+    files = data.missing_files(name)
+    if not files:
+        return ""
+    return (f"needs the {name} dataset: {', '.join(f.relpath for f in files)} is not in {data.keras_cache_dir()} "
+            f"(no offline copy in {SHARED / 'keras'}; set DLKIT_SHARED_DATASETS to a folder holding keras/)")
 
 
 def run_cli(*args: str, env: dict | None = None, timeout: float = 600, cwd: Path | None = None):

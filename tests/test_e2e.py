@@ -21,6 +21,7 @@ pytestmark = pytest.mark.e2e
 SUBSET = ["--epochs", "1", "--train-samples", "3000", "--test-samples", "1000", "--val-fraction", "0.1",
           "--no-batch-norm", "--learning-rate", "0.001", "--warmup", "0"]
 BACKENDS = ("tensorflow", "jax", "torch")
+MNIST = pytest.mark.requires_dataset("mnist")  # the module's trained runs are cnn on MNIST
 
 
 def only_run(out: Path, algo: str) -> Path:
@@ -42,6 +43,7 @@ def trained(tmp_path_factory):
     return runs
 
 
+@MNIST
 def test_model_file_loads_in_plain_keras(trained):
     """No dlkit import, another backend: the default's label smoothing uses Keras' own loss class."""
     code = ("import sys, keras; m = keras.saving.load_model(sys.argv[1]); "
@@ -52,6 +54,7 @@ def test_model_file_loads_in_plain_keras(trained):
     assert done.stdout.split() == ["torch", "CategoricalCrossentropy", "0.1"]
 
 
+@MNIST
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_run_folder_records_what_really_ran(trained, backend):
     run = trained[backend]
@@ -72,6 +75,7 @@ def test_run_folder_records_what_really_ran(trained, backend):
     assert len(rows) == 1 and {"accuracy", "loss", "val_accuracy", "val_loss"} <= set(rows[0])
 
 
+@MNIST
 @pytest.mark.parametrize("trained_on, evaluated_on", [("jax", "torch"), ("torch", "tensorflow"),
                                                       ("tensorflow", "jax")])
 def test_evaluate_on_another_backend_reproduces_accuracy(trained, trained_on, evaluated_on):

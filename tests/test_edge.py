@@ -13,9 +13,10 @@ import numpy as np
 import pytest
 
 from dlkit.errors import DlkitError
-from tests.conftest import CACHE, REPO
+from tests.conftest import REPO
 
 TINY = ("--test-samples", "200", "--latency-runs", "5")
+MNIST = pytest.mark.requires_dataset("mnist")  # cnn_run and full_export train the cnn on it
 
 
 def train(cli, out: Path, *args: str) -> Path:
@@ -45,6 +46,7 @@ def full_export(cnn_run, tmp_path_factory):
     return out, done
 
 
+@MNIST
 def test_export_every_mode_verified_by_litert(full_export):
     out, done = full_export
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
@@ -63,6 +65,7 @@ def test_export_every_mode_verified_by_litert(full_export):
     assert "not installed" not in report["versions"].values()
 
 
+@MNIST
 def test_pruning_reaches_the_requested_sparsity(full_export):
     out, _ = full_export
     rows = {r["variant"]: r for r in json.loads((out / "export_report.json").read_text())["variants"]}
@@ -72,6 +75,7 @@ def test_pruning_reaches_the_requested_sparsity(full_export):
     assert rows["float32-pruned50"]["gzip_size"] < 0.75 * rows["float32-dense"]["gzip_size"]
 
 
+@MNIST
 @pytest.mark.parametrize("backend", ["jax", "torch"])
 def test_pruned_keras_file_loads_on_other_backends(full_export, backend):
     out, _ = full_export
@@ -85,6 +89,7 @@ def test_pruned_keras_file_loads_on_other_backends(full_export, backend):
     assert name == backend and abs(float(zeros) - 0.5) < 0.01
 
 
+@MNIST
 def test_structured_2_of_4(cnn_run, tmp_path):
     import keras
 
@@ -100,6 +105,7 @@ def test_structured_2_of_4(cnn_run, tmp_path):
     assert np.all(groups <= 2)
 
 
+@MNIST
 def test_block_pruning(cnn_run):
     import keras
 
@@ -170,24 +176,40 @@ def test_tf_keras_mirror_matches_mobilenet_exactly():
 
 
 # -- a device-like environment ----------------------------------------------------------------------------
-def litert_only_python() -> Path:
-    """A venv with only ai-edge-litert and NumPy, made once and cached under .dlkit-cache/."""
-    venv = CACHE / "litert-only-venv"
-    python = venv / "bin" / "python"
-    if not (venv / ".ready").exists():
-        shutil.rmtree(venv, ignore_errors=True)
-        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=300)
-        done = subprocess.run([str(python), "-m", "pip", "install", "-q", "ai-edge-litert", "numpy"],
-                              capture_output=True, text=True, timeout=600)
-        if done.returncode:
-            pytest.skip(f"could not install ai-edge-litert from PyPI: {done.stderr.strip().splitlines()[-1:]}")
-        (venv / ".ready").write_text("ok\n")
+@pytest.fixture(scope="module")
+def litert_only_python(tmp_path_factory) -> Path:
+    """A venv that sees ai-edge-litert and its dependencies (NumPy among them) and nothing else: no pip, no
+    system site-packages; those distributions are linked from this environment, so nothing is downloaded."""
+    from importlib import metadata
+
+    from packaging.requirements import Requirement
+
+    root = tmp_path_factory.mktemp("litert-only")
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(root / "venv")], check=True, timeout=300)
+    python = root / "venv" / "bin" / "python"
+    site = subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+    linked = root / "site-packages"
+    linked.mkdir()
+    todo, seen = ["ai-edge-litert"], set()
+    while todo:
+        dist = metadata.distribution(todo.pop())
+        if dist.name in seen:
+            continue
+        seen.add(dist.name)
+        for top in {f.parts[0] for f in dist.files or () if f.parts[0] not in ("..", "__pycache__")}:
+            if not (linked / top).exists():  # a namespace folder (google/, backports/) shared by two
+                (linked / top).symlink_to(dist.locate_file(top))
+        todo += [req.name for req in map(Requirement, dist.requires or ())
+                 if req.marker is None or req.marker.evaluate({"extra": ""})]
+    (Path(site) / "litert_only.pth").write_text(f"{linked}\n")
     return python
 
 
-def test_tflite_runs_with_only_litert_and_numpy(full_export, tmp_path):
+@MNIST
+def test_tflite_runs_with_only_litert_and_numpy(full_export, litert_only_python, tmp_path):
     out, _ = full_export
-    python = litert_only_python()
+    python = litert_only_python
     absent = subprocess.run([str(python), "-c", "import tensorflow"], capture_output=True)
     assert absent.returncode != 0  # no TensorFlow there
     absent = subprocess.run([str(python), "-c", "import keras"], capture_output=True)
@@ -216,6 +238,7 @@ def one_line_error(done) -> str:
     return lines[0]
 
 
+@MNIST
 @pytest.mark.parametrize("args,message", [
     (["--quantize", "int4"], "unknown quantize mode 'int4'"),
     (["--prune", "1.5"], "strictly between 0 and 1"),
@@ -241,6 +264,7 @@ def test_no_format_and_unknown_targets(cli, tmp_path):
     assert "Did you mean 'mobilenet'" in one_line_error(cli("export", "mobilenett", "--tflite"))
 
 
+@MNIST
 def test_run_folder_without_model(cli, cnn_run, tmp_path):
     run = tmp_path / "broken-run"
     run.mkdir()
@@ -321,6 +345,7 @@ def test_qat_modules_are_asked_for_only_with_qat(monkeypatch):
         check_installed(ExportOptions(qat=True))
 
 
+@MNIST
 @pytest.mark.skipif(not __import__("dlkit.data").data.missing_files("cifar10"), reason="CIFAR-10 is cached here")
 def test_no_data_for_calibration(cli, cnn_run, tmp_path):
     import keras

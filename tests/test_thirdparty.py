@@ -5,6 +5,7 @@ backends. Nothing is installed into the environment running the tests.
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import subprocess
@@ -120,11 +121,14 @@ def test_scaffold_installs_lists_trains_on_every_backend_and_passes_its_own_test
         metrics = json.loads((only_run(tmp_path / f"runs-{backend}" / NAME) / "metrics.json").read_text())
         assert (metrics["status"], metrics["backend"], metrics["dataset"]) == ("completed", backend, "digits")
         assert metrics["plugin"]["distribution"] == "dlkit-tiny-convnet"
-        assert 0.0 <= metrics["test"]["accuracy"] <= 1.0 and metrics["test_samples"] == 128
+        # 8 steps: accuracy is still 12-30% (15 runs, seeds 0-4 x 3 backends), but the test loss was below ln(10),
+        # the least a model that ignores its input scores on 10 balanced classes, in every one (at most 2.27)
+        assert metrics["test"]["loss"] < math.log(10) and metrics["test_samples"] == 128
     assert "2 passed" in ok(own_test).stdout
 
 
 # -- examples/dlkit-autoencoder as a wheel -------------------------------------------------------------------
+@pytest.mark.requires_dataset("mnist")  # the autoencoder's default data
 def test_autoencoder_wheel_trains_and_evaluates_across_backends(venv, tmp_path):
     source = tmp_path / "src"  # build from a copy: building writes build/ and *.egg-info beside the sources
     shutil.copytree(EXAMPLE, source, ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__"))
