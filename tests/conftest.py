@@ -2,8 +2,8 @@
 
 The real loaders (keras.datasets) are used unchanged; only their cache is pointed at a copy of
 ../shared/datasets (override with DLKIT_SHARED_DATASETS), exactly as a user without internet would.
-A test that loads such a dataset says so with ``@pytest.mark.requires_dataset("mnist")``: without the
-file it is skipped, and the reason names the file and where it was looked for.
+A test that loads such a dataset says so with ``@requires_dataset("mnist")``: without the file it is
+skipped, and the reason names the file and where it was looked for.
 """
 from __future__ import annotations
 
@@ -38,6 +38,11 @@ def pytest_configure(config):
     # before anything imports Keras: Keras reads KERAS_HOME at import
     os.environ["KERAS_HOME"] = str(_seed_keras_cache())
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+
+def requires_dataset(*names: str) -> pytest.MarkDecorator:
+    """Mark a test (or a module, through ``pytestmark``) that loads these Keras datasets."""
+    return pytest.mark.requires_dataset(*names)
 
 
 def pytest_collection_modifyitems(config, items):

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import run_cli
+from tests.conftest import requires_dataset, run_cli
 
 pytestmark = pytest.mark.e2e
 # One epoch of 22 steps: too few for batch norm's moving statistics (momentum 0.99 needs hundreds of
@@ -21,7 +21,7 @@ pytestmark = pytest.mark.e2e
 SUBSET = ["--epochs", "1", "--train-samples", "3000", "--test-samples", "1000", "--val-fraction", "0.1",
           "--no-batch-norm", "--learning-rate", "0.001", "--warmup", "0"]
 BACKENDS = ("tensorflow", "jax", "torch")
-MNIST = pytest.mark.requires_dataset("mnist")  # the module's trained runs are cnn on MNIST
+MNIST = requires_dataset("mnist")  # the module's trained runs are cnn on MNIST
 
 
 def only_run(out: Path, algo: str) -> Path:

@@ -13,10 +13,10 @@ import numpy as np
 import pytest
 
 from dlkit.errors import DlkitError
-from tests.conftest import REPO
+from tests.conftest import REPO, requires_dataset
 
 TINY = ("--test-samples", "200", "--latency-runs", "5")
-MNIST = pytest.mark.requires_dataset("mnist")  # cnn_run and full_export train the cnn on it
+MNIST = requires_dataset("mnist")  # cnn_run and full_export train the cnn on it
 
 
 def train(cli, out: Path, *args: str) -> Path:

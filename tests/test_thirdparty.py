@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO, run_cli
+from tests.conftest import REPO, requires_dataset, run_cli
 
 BACKENDS = ("tensorflow", "jax", "torch")
 EXAMPLE = REPO / "examples" / "dlkit-autoencoder"
@@ -128,7 +128,7 @@ def test_scaffold_installs_lists_trains_on_every_backend_and_passes_its_own_test
 
 
 # -- examples/dlkit-autoencoder as a wheel -------------------------------------------------------------------
-@pytest.mark.requires_dataset("mnist")  # the autoencoder's default data
+@requires_dataset("mnist")  # the autoencoder's default data
 def test_autoencoder_wheel_trains_and_evaluates_across_backends(venv, tmp_path):
     source = tmp_path / "src"  # build from a copy: building writes build/ and *.egg-info beside the sources
     shutil.copytree(EXAMPLE, source, ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__"))
