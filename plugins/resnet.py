@@ -92,6 +92,7 @@ class ResNet(Algorithm):
     summary = "CIFAR-style residual networks (ResNet-20/32/56, He et al. 2016): CIFAR-10"
     config = ResNetConfig
     datasets = ("cifar10", "fashion_mnist", "mnist")
+    test_config = {"depth": 8}
 
     def build(self, cfg: ResNetConfig, data):
         import keras
