@@ -87,6 +87,10 @@ def main(ctx: click.Context, debug: bool, plugins: tuple[str, ...]) -> None:
       dlkit generate RUN_DIR            sample from a generative run (text, images)
     """
     ctx.obj = {"debug": debug}
+    if debug:  # backends.activate then shows the frameworks' own start-up output too
+        import os
+
+        os.environ["DLKIT_DEBUG"] = "1"
     for spec in plugins:
         registry.choose(spec)
 
