@@ -145,7 +145,7 @@ class Algorithm:
 
     # -- hooks -------------------------------------------------------------------------------
     def load_data(self, cfg: BaseConfig) -> Dataset:
-        """Load the data through its real loader. Default (by ``task``): ``cfg.data`` from dlkit.data."""
+        """Load the data through its real loader. Default: ``cfg.data`` from dlkit.data's array loaders."""
         raise NotImplementedError(f"{type(self).__name__}.load_data")
 
     def build(self, cfg: BaseConfig, data: Dataset) -> keras.Model:

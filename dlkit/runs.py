@@ -62,6 +62,11 @@ class Run:
         self.history: dict[str, list] = {}
         self.stop_requested = False
 
+    @property
+    def epochs_completed(self) -> int:
+        """Epochs done and checkpointed (the name plugins written before the step budgets use)."""
+        return self.completed
+
     # -- creating and opening ----------------------------------------------------------------
     @classmethod
     def create(cls, out: str | Path, algorithm: str, backend: str, unit: str = "epoch") -> Run:
@@ -357,6 +362,9 @@ class Run:
         ``x`` may be arrays, nested arrays, a ``keras.utils.PyDataset`` or a ``tf.data.Dataset``
         (then ``batch_size`` is not passed). Returns the history of the whole run, resumed or not.
         """
+        if self.unit != "epoch":
+            raise DlkitError("run.fit counts epochs; a plugin with budget_unit 'step' logs and checkpoints "
+                             "in its own loop (docs/plugins.md)")
         cfg = self.cfg
         epochs = epochs if epochs is not None else cfg.epochs
         if batch_size is None and _is_arrays(x):

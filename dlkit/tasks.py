@@ -11,7 +11,7 @@ from dlkit.api import Algorithm, BaseConfig, Dataset, overrides
 from dlkit.errors import DlkitError
 
 
-def _image_classification_data(cfg: BaseConfig) -> Dataset:
+def _image_data(cfg: BaseConfig) -> Dataset:
     from dlkit import data
 
     return data.load(cfg.data)
@@ -23,18 +23,19 @@ def _classification_metrics(model, data: Dataset, cfg: BaseConfig) -> dict[str, 
     return metrics.classification(model, data, batch_size=getattr(cfg, "batch_size", 256))
 
 
-DEFAULT_LOAD_DATA = {"classification": _image_classification_data}
-DEFAULT_EVALUATE = {"classification": _classification_metrics}
+DEFAULTS = {
+    # every task: arrays from dlkit.data's loaders (the image sets), as plugins written before had it
+    "load_data": {"*": _image_data},
+    "evaluate": {"classification": _classification_metrics},
+}
 
 
 def hook(plugin: Algorithm, name: str):
     """The plugin's own ``name`` hook, else its task's default, else a one-line error."""
-    if overrides(plugin, name):
+    if overrides(plugin, name) or name not in DEFAULTS:
         return getattr(plugin, name)
-    defaults = {"load_data": DEFAULT_LOAD_DATA, "evaluate": DEFAULT_EVALUATE}.get(name, {})
-    if plugin.task in defaults:
-        return defaults[plugin.task]
-    if name in defaults:
-        raise DlkitError(f"plugin '{plugin.name}' has task '{plugin.task}', which has no default {name}(); "
-                         f"the plugin must define {name}()")
-    return getattr(plugin, name)
+    defaults = DEFAULTS[name]
+    if plugin.task in defaults or "*" in defaults:
+        return defaults.get(plugin.task, defaults.get("*"))
+    raise DlkitError(f"plugin '{plugin.name}' has task '{plugin.task}', which has no default {name}(); "
+                     f"the plugin must define {name}()")

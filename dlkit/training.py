@@ -245,7 +245,8 @@ def _fit(entry: PluginEntry, plugin: Algorithm, cfg: BaseConfig, data: Dataset, 
 
     run.save_model(model)
     run.discard_checkpoint()  # completed: model.keras is the result, and --resume is refused
-    history = history or run.metric_history()
+    # what run.log recorded covers a resumed run's earlier epochs too; a plugin's own history otherwise
+    history = run.metric_history() if run.history else (history or {})
     done = run.completed or len(next(iter(history.values()), [])) or getattr(cfg, "epochs", 0)
     metrics = call_hook(entry, plugin, "evaluate", model, data, cfg)
     train_time = record.get("train_time_s", 0.0) * bool(run.start) + fit_time.seconds

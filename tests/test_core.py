@@ -193,3 +193,21 @@ def test_an_agent_config_has_no_array_options():
     names = {o.name for o in click_options(AgentConfig)}
     assert names == {"seed", "total_steps"}
     assert json.loads(json.dumps(AgentConfig().to_dict())) == {"seed": 0, "total_steps": 10}
+
+
+def test_default_hooks_are_chosen_by_task():
+    from dlkit import tasks
+    from dlkit.api import Algorithm
+
+    class Classifier(Algorithm):
+        name = "c"
+
+    class Sampler(Algorithm):
+        name = "s"
+        task = "generation"
+
+    assert tasks.hook(Classifier(), "evaluate") is tasks.DEFAULTS["evaluate"]["classification"]
+    assert tasks.hook(Sampler(), "load_data") is tasks.DEFAULTS["load_data"]["*"]  # arrays for any task
+    with pytest.raises(DlkitError, match="plugin 's' has task 'generation', which has no default evaluate"):
+        tasks.hook(Sampler(), "evaluate")
+    assert tasks.hook(Sampler(), "extra_plots").__self__.__class__ is Sampler
