@@ -20,22 +20,15 @@ from dlkit.errors import DlkitError, TrainingInterrupted, first_line, one_line
 from dlkit.files import write_json
 from dlkit.registry import PluginEntry
 from dlkit.runs import Run, Timer
+from dlkit.versions import versions
 
 
 def library_versions(backend: str) -> dict[str, str]:
+    """Python and the libraries this run depends on, with the backend's framework."""
     import platform
-    from importlib import metadata
 
-    wanted = ["dlkit", "keras", "numpy", {"tensorflow": "tensorflow", "jax": "jax", "torch": "torch"}[backend]]
-    if backend == "jax":
-        wanted.append("jaxlib")
-    versions = {"python": platform.python_version()}
-    for dist in wanted:
-        try:
-            versions[dist] = metadata.version(dist)
-        except metadata.PackageNotFoundError:
-            versions[dist] = "not installed"
-    return versions
+    framework = {"tensorflow": ["tensorflow"], "jax": ["jax", "jaxlib"], "torch": ["torch"]}[backend]
+    return {"python": platform.python_version(), **versions(["dlkit", "keras", "numpy", *framework])}
 
 
 def call_hook(entry: PluginEntry, plugin: Algorithm, hook: str, *args):

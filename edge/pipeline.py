@@ -125,18 +125,16 @@ def export(target: str, opts: ExportOptions, echo=print) -> tuple[Path, list[Row
     pattern = check_options(opts)
     check_installed(opts)
     run = find_run(target, opts.runs)
-    from dlkit import backends
-    from dlkit.training import call_hook, prepare, run_plugin
+    from dlkit.training import load_prepared, load_run_model, run_plugin
 
     entry, cfg = run_plugin(run)
     if entry.cls.task != "classification":
         raise DlkitError(f"dlkit export verifies classification accuracy; '{entry.name}' is a {entry.cls.task} model")
-    backends.activate("tensorflow")  # a .keras file is backend-neutral: a JAX/Torch run exports the same
-
-    plugin = entry.algorithm()
-    model = run.load_model(plugin.custom_objects())
+    # a .keras file is backend-neutral: a JAX/Torch run exports the same; plugin.run is set, so a plugin
+    # reads its run's artifacts (a vocabulary) as it does in evaluate
+    plugin, model = load_run_model(run, entry, cfg, "tensorflow")
     try:
-        data = prepare(call_hook(entry, plugin, "load_data", cfg), cfg)
+        data = load_prepared(entry, plugin, cfg)
     except DlkitError as exc:
         raise DlkitError(f"export needs {entry.name}'s data to verify the model and calibrate int8: {exc}") from None
     x_test, y_test = data.x_test, data.y_test
