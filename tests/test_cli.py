@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from tests.conftest import run_cli
+from tests.conftest import requires_dataset, run_cli
 
 HEAVY = ("keras", "tensorflow", "jax", "torch")
 
@@ -103,6 +103,7 @@ def test_debug_shows_the_traceback():
     assert out.returncode != 0 and "Traceback" in out.stderr
 
 
+@requires_dataset("mnist")
 def test_doctor_reports_backends_and_cache():
     out = run_cli("doctor")
     assert out.returncode == 0, out.stderr

@@ -9,6 +9,9 @@ from dlkit import registry
 from dlkit.api import Dataset
 from dlkit.config import make_config
 from dlkit.errors import DlkitError
+from tests.conftest import requires_dataset
+
+pytestmark = requires_dataset("fashion_mnist")
 
 
 @pytest.fixture(scope="module")
