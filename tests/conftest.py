@@ -38,6 +38,13 @@ def pytest_configure(config):
     # before anything imports Keras: Keras reads KERAS_HOME at import
     os.environ["KERAS_HOME"] = str(_seed_keras_cache())
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    # tests/plugins holds the test distribution dlkit-shapes unpacked (a package beside its dist-info):
+    # on sys.path, importlib.metadata finds its entry points like an installed wheel's; PYTHONPATH
+    # does the same for the dlkit processes the tests start
+    plugins = str(REPO / "tests" / "plugins")
+    if plugins not in sys.path:
+        sys.path.insert(0, plugins)
+    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [plugins, os.environ.get("PYTHONPATH")]))
 
 
 def requires_dataset(*names: str) -> pytest.MarkDecorator:
