@@ -434,6 +434,11 @@ def _is_arrays(x: Any) -> bool:
 
 
 def _number(value: Any) -> Any:
+    """Logged values as plain Python numbers: counters stay integers, tensors and NumPy scalars become floats."""
+    if isinstance(value, bool):
+        return int(value)
+    if isinstance(value, int) or type(value).__name__.startswith(("int", "uint")):
+        return int(value)
     try:
         return float(value)
     except (TypeError, ValueError):
@@ -443,6 +448,8 @@ def _number(value: Any) -> Any:
 def _parse(text: str) -> Any:
     if text == "":
         return None
+    if text.lstrip("-").isdigit():
+        return int(text)
     try:
         return float(text)
     except ValueError:

@@ -150,8 +150,8 @@ def train(algorithm: str | PluginEntry, *, backend: str | None = None, out: str 
     }
     run.write_config({"algorithm": entry.name, "distribution": entry.distribution, "version": entry.version,
                       "backend": backend, "budget_unit": algo.budget_unit, "config": cfg.to_dict()})
-    echo(f"training {entry.name} on {data.name} ({record['train_samples']} examples) with the "
-         f"{record['backend']} backend → {run.path}")
+    examples = f" ({record['train_samples']} examples)" if record["train_samples"] else ""
+    echo(f"training {entry.name} on {data.name}{examples} with the {record['backend']} backend → {run.path}")
     return _fit(entry, plugin, cfg, data, run, record, echo, started)
 
 
@@ -240,7 +240,8 @@ def _fit(entry: PluginEntry, plugin: Algorithm, cfg: BaseConfig, data: Dataset, 
     run.discard_checkpoint()  # completed: model.keras is the result, and --resume is refused
     # what run.log recorded covers a resumed run's earlier epochs too; a plugin's own history otherwise
     history = run.metric_history() if run.history else (history or {})
-    done = run.completed or len(next(iter(history.values()), [])) or getattr(cfg, "epochs", 0)
+    logged = run.history.get(unit) or [0]
+    done = max(run.completed, logged[-1]) or len(next(iter(history.values()), [])) or getattr(cfg, "epochs", 0)
     metrics = call_hook(entry, plugin, "evaluate", model, data, cfg)
     train_time = record.get("train_time_s", 0.0) * bool(run.start) + fit_time.seconds
     record.pop("pid", None)
