@@ -76,8 +76,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--epochs", type=int, default=0, help="0: the plugin's default")
     parser.add_argument("--train-samples", type=int, default=0)
     parser.add_argument("--test-samples", type=int, default=0)
-    parser.add_argument("rest", nargs=argparse.REMAINDER, help="custom: options after --")
-    args = parser.parse_args(argv)
+    args, rest = parser.parse_known_args(argv)  # custom: the other options go to dlkit train
     budget = ([f"--epochs={args.epochs}"] if args.epochs else []) + \
         ([f"--train-samples={args.train_samples}"] if args.train_samples else []) + \
         ([f"--test-samples={args.test_samples}"] if args.test_samples else [])
@@ -102,8 +101,7 @@ def main(argv: list[str] | None = None) -> None:
         for algo in args.algos.split(","):
             show(train(algo, args.backend, "--data=co2", *budget))
     else:
-        rest = args.rest[1:] if args.rest[:1] == ["--"] else args.rest
-        show(train(args.algo, args.backend, *rest, *budget))
+        show(train(args.algo, args.backend, *[r for r in rest if r != "--"], *budget))
 
 
 if __name__ == "__main__":

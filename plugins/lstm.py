@@ -25,6 +25,8 @@ class LSTM(Recurrent):
     name = "lstm"
     summary = "Long short-term memory (Keras' cell or one from scratch): IMDB sentiment, Mauna Loa CO₂ forecasting"
     config = LSTMConfig
+    # the contract test (every backend, save/load round trip) runs the scratch cell; Keras' own is in e2e
+    test_config = {**Recurrent.test_config, "cell": "scratch"}
 
     def layer(self, cfg: LSTMConfig, return_sequences: bool):
         import keras

@@ -158,6 +158,7 @@ class Recurrent(Algorithm):
 
     # -- metrics, plots, predict ------------------------------------------------------------------
     def evaluate(self, model, data: Dataset, cfg: RecurrentConfig) -> dict[str, Any]:
+        _eager_on_torch(model)
         if data.info.get("kind") == "series":
             return forecast_metrics(model, data)
         from dlkit import metrics
@@ -180,9 +181,21 @@ class Recurrent(Algorithm):
         vocabulary = text.check_vocabulary(self.run.load_artifact(VOCABULARY),
                                            f"{self.run.path}/{ARTIFACTS}/{VOCABULARY}")
         tokens = text.encode([text.clean(t) for t in inputs], vocabulary, cfg.sequence_length)
+        _eager_on_torch(model)
         probs = np.asarray(model.predict(tokens, verbose=0), dtype="float64")
         return [{"label": CLASS_NAMES[int(p.argmax())], "probability": float(p.max()),
                  "known_tokens": int((row > 1).sum())} for p, row in zip(probs, tokens)]
+
+
+def _eager_on_torch(model) -> None:
+    """A model trained on JAX or TensorFlow is saved with ``jit_compile=True``; reloaded on PyTorch that
+    means torch.compile, which recompiles the recurrent loop again and again (minutes for a few hundred
+    reviews). PyTorch's own default, eager, is what a PyTorch run uses."""
+    import keras
+
+    if keras.backend.backend() == "torch" and model.jit_compile:
+        model.jit_compile = False
+        model.predict_function = None
 
 
 # -- the time series ---------------------------------------------------------------------------------
