@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 import time
+import weakref
 from typing import Callable
 
 import keras
@@ -201,6 +202,9 @@ class CachedDecoder(keras.Model):
         return self.head(self.final_norm(x)), ops.stack(updated)                        # (1, t, V), caches
 
 
+_decoders: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
 class Sampler:
     """Next-character logits for a growing text, from a (reloaded) ``gpt`` model.
 
@@ -223,7 +227,9 @@ class Sampler:
         self.context = model.get_layer("embedding").context
         self.keep = self.context - self.context // 4
         if cache:
-            self.decoder = CachedDecoder(model)
+            self.decoder = _decoders.get(model)
+            if self.decoder is None:  # one per model: its compiled steps serve every later sample
+                self.decoder = _decoders[model] = CachedDecoder(model)
             attention = self.decoder.blocks[0].attention
             self.cache_shape = (len(self.decoder.blocks), 2, 1, self.context, attention.heads, attention.head_size)
 
