@@ -10,7 +10,7 @@ from dlkit import data, registry
 from dlkit.versions import versions
 
 LIBRARIES = ("dlkit", "keras", "tensorflow", "jax", "jaxlib", "torch", "numpy", "tensorflow-model-optimization",
-             "tf-keras", "ai-edge-litert", "spektral", "gymnasium")
+             "tf-keras", "ai-edge-litert", "gymnasium", "statsmodels")
 
 # Run in a child process: importing a backend here would pin this process, and a broken install
 # must be reported, not crash the doctor.
