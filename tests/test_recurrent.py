@@ -182,7 +182,11 @@ def test_bad_options_are_one_line(cli, tmp_path):
     assert proc.returncode == 2 and "--sequence-length" in proc.stderr and "Traceback" not in proc.stderr
     proc = cli("train", "gru", "--cell", "scratch", "--out", str(tmp_path))
     assert proc.returncode == 2 and "'scratch' is not 'keras'" in proc.stderr
-    assert not list(tmp_path.iterdir())
+    offline = cli("train", "rnn", "--out", str(tmp_path / "runs"),
+                  env={"KERAS_HOME": str(tmp_path / "empty"), "DLKIT_OFFLINE": "1"})
+    assert offline.returncode == 1 and len(offline.stderr.strip().splitlines()) == 1
+    assert "aclImdb_v1.tar.gz" in offline.stderr and "dlkit data add" in offline.stderr
+    assert not (tmp_path / "runs").exists()
 
 
 @pytest.mark.e2e
