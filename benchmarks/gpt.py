@@ -1,0 +1,175 @@
+"""Benchmarks of the gpt plugin: step time per backend, validation loss against wall time, generation speed.
+
+    python benchmarks/gpt.py speed [--backends tensorflow,jax,torch] [-- dlkit gpt options]
+    python benchmarks/gpt.py train --backend tensorflow [-- dlkit gpt options]
+    python benchmarks/gpt.py generate RUN_DIR [--backend tensorflow] [--tokens 500]
+
+``speed`` times gradient steps of the default model in a fresh process per backend, with
+``model.train_on_batch`` (what the plugin uses) and with ``dlkit.steps.GradientStep``. ``train`` runs
+``dlkit train gpt`` as a user would and reads its progress lines, so each validation loss gets the
+wall time since the process started (start-up and data loading included). ``generate`` runs
+``dlkit generate`` with and without the key/value cache. Results are printed as Markdown and appended
+as JSON lines to benchmarks/out/gpt.jsonl with the command and the load average before and after.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+OUT = HERE / "out"
+DLKIT = [sys.executable, "-m", "dlkit"]
+PROGRESS = re.compile(r"^step (\d+): loss ([\d.]+), val_loss ([\d.]+), lr ([\d.e+-]+), ([\d.]+) s$")
+
+STEP_TIMER = r"""
+import json, os, sys, time
+import keras, numpy as np
+from dlkit.config import make_config
+from dlkit.plugins.gpt import GPT, GPTConfig, random_windows
+from dlkit.steps import GradientStep
+
+cfg = make_config(GPTConfig, json.loads(sys.argv[1]))
+plugin = GPT()
+data = plugin.load_data(cfg)
+rng = np.random.default_rng(0)
+batches = [random_windows(data.x_train, cfg.context, cfg.batch_size, rng) for _ in range(40)]
+result = {"backend": keras.backend.backend()}
+for way in ("train_on_batch", "GradientStep"):
+    keras.utils.set_random_seed(0)
+    model = plugin.build(cfg, data)
+    if way == "GradientStep":
+        loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+        step = GradientStep(lambda x, y: loss(y, model(x, training=True)), trainable=model, optimizer=model.optimizer)
+        run = lambda x, y: step(x, y)["loss"]
+    else:
+        run = lambda x, y: float(model.train_on_batch(x, y))
+    for x, y in batches[:3]:  # compile
+        run(x, y)
+    started, n = time.perf_counter(), 0
+    for x, y in batches[3:]:
+        run(x, y)
+        n += 1
+        if time.perf_counter() - started > float(os.environ.get("GPT_TIME_S", "30")):
+            break
+    result[way] = round((time.perf_counter() - started) / n * 1000, 1)
+print(json.dumps(result))
+"""
+
+
+def load() -> str:
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+def record(row: dict) -> None:
+    OUT.mkdir(exist_ok=True)
+    with open(OUT / "gpt.jsonl", "a") as fh:
+        fh.write(json.dumps(row) + "\n")
+
+
+def options_dict(options: list[str]) -> dict:
+    """``--width 256 --context 64`` → {"width": 256, "context": 64} (numbers only: what speed needs)."""
+    values = {}
+    for flag, value in zip(options[::2], options[1::2]):
+        values[flag.lstrip("-").replace("-", "_")] = float(value) if "." in value or "e" in value else int(value)
+    return values
+
+
+def speed(backends: list[str], options: list[str]) -> None:
+    print("| backend | train_on_batch ms/step | GradientStep ms/step | load before → after |")
+    print("|---|---|---|---|")
+    for backend in backends:
+        before = load()
+        proc = subprocess.run([sys.executable, "-c", STEP_TIMER, json.dumps(options_dict(options))],
+                              capture_output=True, text=True, env={**os.environ, "KERAS_BACKEND": backend})
+        if proc.returncode != 0:
+            sys.exit(f"{backend} failed:\n{proc.stderr[-3000:]}")
+        result = json.loads(proc.stdout.strip().splitlines()[-1])
+        row = {"kind": "speed", "options": options, "load_before": before, "load_after": load(),
+               "date": time.strftime("%Y-%m-%d %H:%M"), **result}
+        record(row)
+        print(f"| {backend} | {result['train_on_batch']} | {result['GradientStep']} | {before} → {row['load_after']} |",
+              flush=True)
+
+
+def train(backend: str, options: list[str]) -> None:
+    out = OUT / "runs" / f"gpt-{backend}-{time.strftime('%Y%m%d-%H%M%S')}"
+    cmd = ["dlkit", "train", "gpt", "--backend", backend, *options]
+    before, started = load(), time.perf_counter()
+    proc = subprocess.Popen(DLKIT + cmd[1:] + ["--out", str(out)], stdout=subprocess.PIPE, text=True,
+                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    curve = []
+    print("| step | wall s | loop s | train loss | val loss | load |")
+    print("|---|---|---|---|---|---|")
+    for line in proc.stdout:
+        match = PROGRESS.match(line.strip())
+        if match:
+            step, loss, val, _, loop = match.groups()
+            point = {"step": int(step), "wall_s": round(time.perf_counter() - started, 1), "loop_s": float(loop),
+                     "loss": float(loss), "val_loss": float(val), "load": load()}
+            curve.append(point)
+            print(f"| {step} | {point['wall_s']} | {loop} | {loss} | {val} | {point['load']} |", flush=True)
+        else:
+            print(line.rstrip(), file=sys.stderr)
+    if proc.wait() != 0:
+        sys.exit(f"failed ({proc.returncode}): {' '.join(cmd)}")
+    run = next((out / "gpt").iterdir())
+    metrics = json.loads((run / "metrics.json").read_text())
+    row = {"kind": "train", "command": " ".join(cmd), "backend": backend, "run": str(run), "curve": curve,
+           "load_before": before, "load_after": load(), "process_wall_s": round(time.perf_counter() - started, 1),
+           "date": time.strftime("%Y-%m-%d %H:%M"), "test": metrics["test"], "train_time_s": metrics["train_time_s"],
+           "seconds_per_step": metrics.get("seconds_per_step")}
+    record(row)
+    print(f"\nfinal: val_loss {metrics['test']['val_loss']:.4f} on the whole validation text | "
+          f"{row['process_wall_s']} s wall | load {before} → {row['load_after']} | run {run}")
+
+
+def generate(run: str, backend: str | None, tokens: int, options: list[str]) -> None:
+    print("| cache | tokens/s | compile s | load before → after |")
+    print("|---|---|---|---|")
+    for cache in ("--cache", "--no-cache"):
+        out = OUT / "samples" / f"gpt-{time.strftime('%Y%m%d-%H%M%S')}{cache}"
+        cmd = ["dlkit", "generate", run, "--tokens", str(tokens), cache, "--out", str(out), *options]
+        if backend:
+            cmd += ["--backend", backend]
+        before = load()
+        proc = subprocess.run(DLKIT + cmd[1:], capture_output=True, text=True)
+        if proc.returncode != 0:
+            sys.exit(f"failed ({proc.returncode}): {' '.join(cmd)}\n{proc.stderr[-3000:]}")
+        summary = json.loads((out / "generation.json").read_text())
+        row = {"kind": "generate", "command": " ".join(cmd), "load_before": before, "load_after": load(),
+               "date": time.strftime("%Y-%m-%d %H:%M"), "backend": summary["backend"], **summary["summary"],
+               "sample": (out / "sample.txt").read_text(encoding="utf-8")}
+        record(row)
+        print(f"| {cache} | {row['tokens_per_s']} | {row['compile_s']} | {before} → {row['load_after']} |", flush=True)
+    print(f"\nsample ({summary['backend']}):\n{row['sample']}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="what", required=True)
+    p = sub.add_parser("speed")
+    p.add_argument("--backends", default="tensorflow,jax,torch")
+    p = sub.add_parser("train")
+    p.add_argument("--backend", default="tensorflow")
+    p = sub.add_parser("generate")
+    p.add_argument("run")
+    p.add_argument("--backend", default=None)
+    p.add_argument("--tokens", type=int, default=500)
+    args, rest = parser.parse_known_args()
+    rest = [r for r in rest if r != "--"]
+    if args.what == "speed":
+        speed(args.backends.split(","), rest)
+    elif args.what == "train":
+        train(args.backend, rest)
+    else:
+        generate(args.run, args.backend, args.tokens, rest)
+
+
+if __name__ == "__main__":
+    main()
