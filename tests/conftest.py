@@ -31,12 +31,16 @@ def _seed_keras_cache() -> Path:
             if path.is_file() and not dest.exists():
                 dest.parent.mkdir(parents=True, exist_ok=True)
                 shutil.copyfile(path, dest)
-    imdb = SHARED / "aclImdb" / "aclImdb_train_test.tar.gz"
-    if imdb.is_file() and not (target / "aclImdb" / "test" / "neg").is_dir():
-        from dlkit import data  # the raw IMDB reviews, unpacked once the way 'dlkit data add' does (~10 s)
+    # the other offline copies, put in the cache the way 'dlkit data add' does (the IMDB archive is
+    # unpacked once, ~10 s): the contract test and the recurrent and GPT tests read them
+    offline = {SHARED / "aclImdb" / "aclImdb_train_test.tar.gz": target / "aclImdb" / "test" / "neg",
+               SHARED / "tinyshakespeare" / "input.txt": target / "tinyshakespeare" / "input.txt"}
+    wanted = [copy for copy, present in offline.items() if copy.is_file() and not present.exists()]
+    if wanted:
+        from dlkit import data
 
         os.environ["KERAS_HOME"] = str(keras_home)
-        data.add_files([imdb])
+        data.add_files(wanted)
     return keras_home
 
 
