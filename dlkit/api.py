@@ -129,6 +129,8 @@ class Algorithm:
     #: Picks the core's default load_data/evaluate: "classification" gets image datasets, accuracy,
     #: log-loss and a confusion matrix. Any other value is free text; override those hooks.
     task: ClassVar[str] = "classification"
+    #: The key of evaluate()'s dict printed and recorded as the headline; a plugin may set it per dataset on
+    #: its instance (self.headline_metric = "mae" in load_data for a forecasting dataset).
     headline_metric: ClassVar[str] = "accuracy"
     #: What ``run.log``/``run.checkpoint`` count: "epoch" or "step" (a GPT's iterations, an agent's env steps).
     budget_unit: ClassVar[str] = "epoch"

@@ -113,9 +113,11 @@ def load_prepared(entry: PluginEntry, plugin: Algorithm, cfg: BaseConfig) -> Dat
                          f"({one_line(exc)})") from exc
 
 
-def headline(algo: type[Algorithm], metrics: dict) -> str:
-    value = metrics.get(algo.headline_metric)
-    return f"{algo.headline_metric} {value:.4f}" if isinstance(value, float) else f"{algo.headline_metric} {value}"
+def headline(plugin: Algorithm, metrics: dict) -> str:
+    """``accuracy 0.9912``: the plugin's headline metric (an instance may choose it per dataset)."""
+    name = plugin.headline_metric
+    value = metrics.get(name)
+    return f"{name} {value:.4f}" if isinstance(value, float) else f"{name} {value}"
 
 
 # -- train and resume ------------------------------------------------------------------------------
@@ -184,6 +186,7 @@ def resume(run_dir: str | Path, *, backend: str | None = None, echo=print) -> Ru
 
     start = run.prepare_resume()
     keras.utils.set_random_seed(cfg.seed + start)  # a fresh stream for the epochs/steps still to come
+    plugin.run, run.cfg = run, cfg  # load_data may read the run's artifacts (a vocabulary)
     data = load_prepared(entry, plugin, cfg)
     record.setdefault("resumed", []).append({"from": start, "backend": backends.running_backend(),
                                              "at": datetime.now(timezone.utc).isoformat(timespec="seconds")})
@@ -246,7 +249,7 @@ def _fit(entry: PluginEntry, plugin: Algorithm, cfg: BaseConfig, data: Dataset, 
     train_time = record.get("train_time_s", 0.0) * bool(run.start) + fit_time.seconds
     record.pop("pid", None)
     record.update(status="completed", **{f"{unit}s_completed": done}, test=metrics,
-                  headline={"metric": algo.headline_metric, "value": metrics.get(algo.headline_metric)},
+                  headline={"metric": plugin.headline_metric, "value": metrics.get(plugin.headline_metric)},
                   train_time_s=round(train_time, 2),
                   wall_time_s=round(record.get("wall_time_s", 0.0) * bool(run.start)
                                     + time.perf_counter() - started, 2))
@@ -256,7 +259,7 @@ def _fit(entry: PluginEntry, plugin: Algorithm, cfg: BaseConfig, data: Dataset, 
         record["train_samples_per_s"] = round(record["train_samples"] * (done - run.start) / fit_time.seconds, 1)
     run.write_metrics(record)
     _plots(entry, plugin, model, data, cfg, run, history, metrics)
-    echo(f"done: test {headline(algo, metrics)} | {record['backend']} | {done} {unit}(s), "
+    echo(f"done: test {headline(plugin, metrics)} | {record['backend']} | {done} {unit}(s), "
          f"{record['train_time_s']} s training | run: {run.path}")
     return run
 
@@ -271,7 +274,7 @@ def _plots(entry, plugin, model, data, cfg, run, history, metrics) -> None:
     if algo.task == "classification" and "confusion_matrix" in metrics:
         plots.confusion_matrix(metrics["confusion_matrix"], data.class_names,
                                run.plots_dir / "confusion_matrix.png",
-                               f"{title}: test {headline(algo, metrics)}")
+                               f"{title}: test {headline(plugin, metrics)}")
     call_hook(entry, plugin, "extra_plots", model, data, cfg, run)
 
 
@@ -301,6 +304,10 @@ def load_run_model(run: Run, entry: PluginEntry, cfg: BaseConfig, backend: str |
 
     keras.utils.set_random_seed(cfg.seed)
     model = run.load_model(call_hook(entry, plugin, "custom_objects"))
+    if keras.backend.backend() == "torch" and getattr(model, "jit_compile", False):
+        # saved on TensorFlow or JAX, where "auto" means XLA; on PyTorch it would mean torch.compile,
+        # which compiles a recurrent loop for minutes. PyTorch's own default is eager
+        model.jit_compile = False
     return plugin, model
 
 
@@ -311,9 +318,9 @@ def evaluate(run_dir: str, *, backend: str | None = None, echo=print) -> dict[st
     data = load_prepared(entry, plugin, cfg)
     metrics = call_hook(entry, plugin, "evaluate", model, data, cfg)
     recorded = run.metrics.get("test", {})
-    name = entry.cls.headline_metric
+    name = plugin.headline_metric
     echo(f"{run.path}: trained on {run.metrics.get('backend', '?')}, evaluated on {backends.running_backend()}: "
-         f"{headline(entry.cls, metrics)} (recorded at training: {recorded.get(name, 'n/a')})")
+         f"{headline(plugin, metrics)} (recorded at training: {recorded.get(name, 'n/a')})")
     return {"backend": backends.running_backend(), "test": metrics, "recorded": recorded}
 
 

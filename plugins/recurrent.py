@@ -78,6 +78,7 @@ class Recurrent(Algorithm):
     # -- data ---------------------------------------------------------------------------------------
     def load_data(self, cfg: RecurrentConfig) -> Dataset:
         if cfg.data == "co2":
+            self.headline_metric = "mae"  # a forecast's headline: test MAE in ppm, next to the baselines'
             return co2_data(cfg)
         return self._imdb(cfg)
 
