@@ -212,7 +212,6 @@ def _alive(pid: Any) -> bool:
 def _fit(entry: PluginEntry, plugin: Algorithm, cfg: BaseConfig, data: Dataset, run: Run, record: dict,
          echo, started: float) -> Run:
     """build → (restore) → train → save → evaluate → plots, recording every state in metrics.json."""
-    algo = entry.cls
     plugin.run, run.cfg = run, cfg
     unit = run.unit
     record.update(status="running", pid=os.getpid())
