@@ -45,16 +45,20 @@ def _seed_keras_cache() -> Path:
 
 
 def pytest_configure(config):
-    # before anything imports Keras: Keras reads KERAS_HOME at import
-    os.environ["KERAS_HOME"] = str(_seed_keras_cache())
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     # tests/plugins holds the test distribution dlkit-shapes unpacked (a package beside its dist-info):
     # on sys.path, importlib.metadata finds its entry points like an installed wheel's; PYTHONPATH
-    # does the same for the dlkit processes the tests start
+    # does the same for the dlkit processes the tests start. First: seeding the cache below may
+    # discover the plugins (dataset sources are registered on import), and discovery is cached.
     plugins = str(REPO / "tests" / "plugins")
     if plugins not in sys.path:
         sys.path.insert(0, plugins)
     os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [plugins, os.environ.get("PYTHONPATH")]))
+    # before anything imports Keras: Keras reads KERAS_HOME at import
+    os.environ["KERAS_HOME"] = str(_seed_keras_cache())
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    from dlkit import registry
+
+    registry.discover.cache_clear()  # whatever was found before the paths above were set is forgotten
 
 
 def requires_dataset(*names: str) -> pytest.MarkDecorator:
