@@ -50,6 +50,7 @@ class DQNConfig(BaseConfig):
     total_steps: int = option(50_000, "Environment steps to train for (the budget).", min=1)
     hidden: tuple[int, ...] = option((256, 256), "Widths of the Q-network's hidden ReLU layers.", min=1)
     learning_rate: float = option(2.3e-3, "Adam learning rate.", min=0.0)
+    anneal: bool = option(True, "Decay the learning rate linearly to 0 over the training rounds (--no-anneal: constant).")
     batch_size: int = option(64, "Transitions per gradient step.", min=1)
     buffer_size: int = option(100_000, "Transitions the replay buffer keeps (the oldest go first).", min=1)
     learning_starts: int = option(1000, "Environment steps of play before the first update.", min=0)
@@ -108,7 +109,7 @@ class DQN(Algorithm):
         q_network = model
         target = keras.models.clone_model(q_network)
         target.set_weights(q_network.get_weights())
-        optimizer = keras.optimizers.Adam(cfg.learning_rate, global_clipnorm=10.0)
+        optimizer = keras.optimizers.Adam(learning_rate(cfg), global_clipnorm=10.0)
         optimizer.build(q_network.trainable_variables)  # restore fills built optimizers only
         saved = run.restore(target=target, optimizer=optimizer)
         replay = ReplayBuffer(cfg.buffer_size, data.info["observation_dim"], saved)
@@ -203,8 +204,8 @@ def make_env(env_id: str, **kwargs):
     space = env.observation_space
     if not isinstance(space, gym.spaces.Box) or len(space.shape) != 1:
         env.close()
-        kind = "images" if isinstance(space, gym.spaces.Box) and len(space.shape) == 3 else "that"
-        raise DlkitError(f"dqn needs a vector observation, not {kind}; {env_id} observes {describe(space)}")
+        images = isinstance(space, gym.spaces.Box) and len(space.shape) == 3
+        raise DlkitError(f"dqn needs a vector observation; {env_id} observes {'images, ' * images}{describe(space)}")
     return env
 
 
@@ -252,6 +253,19 @@ def update_target(target, q_network, tau: float) -> None:
     """θ⁻ ← τθ + (1 − τ)θ⁻, variable by variable (τ = 1 copies)."""
     for mine, theirs in zip(target.trainable_variables, q_network.trainable_variables):
         mine.assign(theirs.value if tau == 1.0 else tau * theirs.value + (1.0 - tau) * mine.value)
+
+
+def learning_rate(cfg: DQNConfig):
+    """The Adam rate: constant, or falling linearly to 0 at the last gradient step of the budget.
+
+    The optimizer counts gradient steps (checkpointed with it, so a resumed run continues the decay).
+    """
+    import keras
+
+    rounds = cfg.total_steps // cfg.train_every - cfg.learning_starts // cfg.train_every
+    if not cfg.anneal or rounds <= 0:
+        return cfg.learning_rate
+    return keras.optimizers.schedules.PolynomialDecay(cfg.learning_rate, rounds * cfg.gradient_steps, 0.0)
 
 
 def epsilon_at(step: int, cfg: DQNConfig) -> float:
@@ -342,10 +356,13 @@ def greedy_episodes(model, info: dict, count: int):
 
 def record_episode(model, info: dict, path) -> None:
     """One greedy episode (the first evaluation seed) as an animated GIF at the environment's frame rate."""
+    import os
+
     import numpy as np
     from gymnasium.error import DependencyNotInstalled
     from PIL import Image
 
+    os.environ.setdefault("SDL_AUDIODRIVER", "dummy")  # pygame.init() opens a sound device that drawing does not need
     try:
         env = make_env(info["env_id"], render_mode="rgb_array")
         obs, _ = env.reset(seed=EVAL_SEED)

@@ -1,0 +1,106 @@
+"""Benchmarks of the dqn plugin: evaluation return per training seed, and environment steps per second per backend.
+
+    python benchmarks/dqn.py train [--backend jax] [--seeds 0,1,2] [-- dlkit dqn options]
+    python benchmarks/dqn.py speed [--backends tensorflow,jax,torch] [--steps 20000] [-- dlkit dqn options]
+
+``train`` runs ``dlkit train dqn --seed S`` for each seed as a user would (defaults: CartPole-v1, 50,000
+steps; ``-- --env Acrobot-v1`` for Acrobot) and reads each run's metrics.json: the mean return of the 100
+greedy evaluation episodes, the training time and the environment steps per second of the whole loop
+(acting, the replay buffer, the gradient steps and the checkpoints). ``speed`` runs the same command with a
+shorter budget on each backend. Results are printed as Markdown and appended as JSON lines to
+benchmarks/out/dqn.jsonl with the command and the load average before and after.
+
+The reference run of the numbers in benchmarks/RESULTS.md:
+
+    nice -n 5 python benchmarks/dqn.py train --backend jax --seeds 0,1,2
+    nice -n 5 python benchmarks/dqn.py train --backend jax --seeds 0 -- --env Acrobot-v1
+    nice -n 5 python benchmarks/dqn.py speed --steps 20000
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+OUT = HERE / "out"
+DLKIT = [sys.executable, "-m", "dlkit"]
+
+
+def load() -> str:
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+def record(row: dict) -> None:
+    OUT.mkdir(exist_ok=True)
+    with open(OUT / "dqn.jsonl", "a") as fh:
+        fh.write(json.dumps(row) + "\n")
+
+
+def train_once(backend: str, seed: int, options: list[str]) -> dict:
+    """One ``dlkit train dqn`` process; its metrics.json and the time the process took."""
+    out = OUT / "runs" / f"dqn-{backend}-{time.strftime('%Y%m%d-%H%M%S')}-seed{seed}"
+    cmd = ["dlkit", "train", "dqn", "--backend", backend, "--seed", str(seed), *options]
+    before, started = load(), time.perf_counter()
+    proc = subprocess.run(DLKIT + cmd[1:] + ["--out", str(out)], capture_output=True, text=True)
+    if proc.returncode != 0:
+        sys.exit(f"failed ({proc.returncode}): {' '.join(cmd)}\n{proc.stderr[-3000:]}")
+    run = next((out / "dqn").iterdir())
+    metrics = json.loads((run / "metrics.json").read_text())
+    steps = metrics["steps_completed"]
+    row = {"command": " ".join(cmd), "backend": metrics["backend"], "seed": seed, "run": str(run),
+           "env": metrics["dataset"], "steps": steps, "test": metrics["test"], "train_time_s": metrics["train_time_s"],
+           "steps_per_s": round(steps / metrics["train_time_s"], 1), "process_wall_s": round(time.perf_counter() - started, 1),
+           "load_before": before, "load_after": load(), "date": time.strftime("%Y-%m-%d %H:%M")}
+    record(row)
+    return row
+
+
+def train(backend: str, seeds: list[int], options: list[str]) -> None:
+    print("| env | seed | mean return (100 episodes) | std | min | steps | training s | steps/s | load before → after |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    returns = []
+    for seed in seeds:
+        row = train_once(backend, seed, options)
+        test = row["test"]
+        returns.append(test["mean_return"])
+        print(f"| {row['env']} | {seed} | {test['mean_return']:.1f} | {test['std_return']:.1f} | {test['min_return']:.0f} "
+              f"| {row['steps']} | {row['train_time_s']} | {row['steps_per_s']} | {row['load_before']} → "
+              f"{row['load_after']} |", flush=True)
+    print(f"\nmean over {len(seeds)} seed(s): {sum(returns) / len(returns):.1f}; lowest {min(returns):.1f}")
+
+
+def speed(backends: list[str], steps: int, options: list[str]) -> None:
+    print("| backend | steps | training s | env steps/s | load before → after |")
+    print("|---|---|---|---|---|")
+    for backend in backends:
+        row = train_once(backend, 0, ["--total-steps", str(steps), *options])
+        print(f"| {backend} | {row['steps']} | {row['train_time_s']} | {row['steps_per_s']} | {row['load_before']} → "
+              f"{row['load_after']} |", flush=True)
+
+
+def main() -> None:
+    argv = sys.argv[1:]
+    options = argv[argv.index("--") + 1:] if "--" in argv else []
+    argv = argv[:argv.index("--")] if "--" in argv else argv
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="what", required=True)
+    t = sub.add_parser("train")
+    t.add_argument("--backend", default="jax")
+    t.add_argument("--seeds", default="0,1,2")
+    s = sub.add_parser("speed")
+    s.add_argument("--backends", default="tensorflow,jax,torch")
+    s.add_argument("--steps", type=int, default=20000)
+    args = parser.parse_args(argv)
+    if args.what == "train":
+        train(args.backend, [int(x) for x in args.seeds.split(",")], options)
+    else:
+        speed(args.backends.split(","), args.steps, options)
+
+
+if __name__ == "__main__":
+    main()
