@@ -138,6 +138,10 @@ def export(target: str, opts: ExportOptions, echo=print) -> tuple[Path, list[Row
     except DlkitError as exc:
         raise DlkitError(f"export needs {entry.name}'s data to verify the model and calibrate int8: {exc}") from None
     x_test, y_test = data.x_test, data.y_test
+    if not data.class_names or y_test is None or getattr(y_test, "ndim", 0) != 1:
+        # the plugin's task is per class, its data per run: an lstm forecasting co2 is not a classifier
+        raise DlkitError(f"dlkit export verifies classification accuracy; this {entry.name} run was trained on "
+                         f"'{data.name}', whose test targets are not class labels")
     if opts.test_samples:
         x_test, y_test = x_test[:opts.test_samples], y_test[:opts.test_samples]
     x_fit, y_fit = data.x_train, data.y_train
@@ -158,6 +162,7 @@ def export(target: str, opts: ExportOptions, echo=print) -> tuple[Path, list[Row
                 "machine": f"{platform.machine()} CPU ({os.cpu_count()} cores)",
                 "versions": versions(("keras", "numpy", "tensorflow", "ai-edge-litert",
                                       "tensorflow-model-optimization"))}
+        meta["input"] = _input_description(stage, data, x_test)
         report.write(stage, meta, rows)
         if out.exists():
             old = out.with_name(f".old-{out.name}-{os.getpid()}")
@@ -168,6 +173,24 @@ def export(target: str, opts: ExportOptions, echo=print) -> tuple[Path, list[Row
         shutil.rmtree(stage, ignore_errors=True)
         raise
     return out, rows
+
+
+def _input_description(stage: Path, data, x_test) -> str:
+    """What a device feeds the ``.tflite``; a text model's vocabulary is written beside it."""
+    import numpy as np
+
+    shape = "[batch, " + ", ".join(map(str, np.shape(x_test)[1:])) + "]"
+    vocabulary = data.info.get("vocabulary")
+    if not vocabulary:
+        return f"{np.asarray(x_test).dtype} {shape}, as the plugin's test data (preprocessing stays outside the file)"
+    from dlkit.files import write_json
+
+    write_json(stage / "vocabulary.json", vocabulary)
+    length = np.shape(x_test)[1]
+    return (f"int32 token ids [1, {length}]: text preprocessing stays outside the file. Replace '<br />' with "
+            f"spaces, lower-case, strip punctuation, split on whitespace; map each token to its index in "
+            f"vocabulary.json ({len(vocabulary)} entries; 0 is padding, 1 any unknown token); keep the last "
+            f"{length} ids and pad at the front with 0 (dlkit.text.encode does exactly this)")
 
 
 def _variants(name, model, opts, pattern, stage, x_fit, y_fit, x_test, y_test, echo) -> list[Row]:
@@ -229,7 +252,10 @@ def _variants(name, model, opts, pattern, stage, x_fit, y_fit, x_test, y_test, e
     for mode in opts.quantize:
         variant = VARIANT[mode] + suffix
         try:
-            blob = convert.to_tflite(model, mode, x_fit)
+            # int8 calibration of a recurrent loop can crash TensorFlow's calibrator: in a child process
+            isolate = mode == "int8" and convert.static_batch(model) is not None
+            blob = (convert.to_tflite_isolated(model, mode, x_fit, name) if isolate
+                    else convert.to_tflite(model, mode, x_fit))
         except convert.UnsupportedOps:
             raise  # the model itself cannot go to TFLite: the whole export fails, nothing is kept
         except DlkitError as exc:

@@ -57,6 +57,7 @@ def markdown(meta: dict, rows: list[Row]) -> str:
              f"Test set: {meta['test_samples']} examples of {meta['dataset']}; tolerance {meta['tolerance']} pt "
              f"below the Keras model each variant was converted from; latency: median of {meta['latency_runs']} "
              f"invokes, batch 1, 1 thread, XNNPACK, on {meta['machine']}.", "",
+             *([f"Input: {meta['input']}.", ""] if meta.get("input") else []),
              "| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]
     lines += ["| " + " | ".join(c.replace("|", "/") for c in row) + " |" for row in table_rows(rows)]
     return "\n".join(lines + ["", LEGEND, ""])

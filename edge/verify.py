@@ -65,9 +65,14 @@ def _from_output(y: np.ndarray, detail: dict) -> np.ndarray:
 
 
 def predict(path: str | Path, x: np.ndarray, batch: int = 100, threads: int = 2) -> np.ndarray:
-    """Outputs for all of ``x`` (batched: the input is resized to ``batch``; the last batch is padded)."""
+    """Outputs for all of ``x`` (batched: the input is resized to ``batch``; the last batch is padded).
+
+    A file converted with a fixed batch (a recurrent model's loop needs one) is run at that batch.
+    """
     interp = interpreter(path, threads=threads)
     inp = interp.get_input_details()[0]
+    fixed = int(inp["shape_signature"][0])
+    batch = fixed if fixed > 0 else batch
     interp.resize_tensor_input(inp["index"], [batch, *x.shape[1:]])
     interp.allocate_tensors()
     inp, out = interp.get_input_details()[0], interp.get_output_details()[0]
@@ -134,7 +139,7 @@ def main(argv: list[str]) -> int:
         return 2
     path, data = argv
     arrays = np.load(data)
-    x, y = arrays["x"].astype(np.float32), arrays["y"]
+    x, y = arrays["x"], arrays["y"]  # cast to the file's input type when fed (token ids stay integers)
     print(json.dumps({"accuracy": accuracy(path, x, y), "latency_ms": latency_ms(path, x[0], runs=20, warmup=2),
                       "size": Path(path).stat().st_size}))
     return 0

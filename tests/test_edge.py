@@ -367,3 +367,71 @@ def test_run_trained_on_another_backend_exports(cli, tmp_path, backend):
     report = json.loads((out / "export_report.json").read_text())
     assert report["trained_on"] == backend and report["run"] == str(run)
     assert [r["status"] for r in report["variants"]] == ["✅", "✅", "✅"]
+
+
+# -- recurrent text classifiers -------------------------------------------------------------------------
+IMDB = requires_dataset("imdb_reviews")
+TINY_TEXT = ("--epochs", "1", "--train-samples", "600", "--test-samples", "100", "--sequence-length", "40",
+             "--vocab-size", "2000", "--units", "8", "--embedding", "8")
+
+
+def tflite_ops(path: Path) -> set[str]:
+    from dlkit.edge import verify
+
+    return {op["op_name"] for op in verify.interpreter(path)._get_ops_details()}
+
+
+@IMDB
+def test_lstm_exports_with_the_fused_kernel_and_int8(cli, tmp_path):
+    run = train(cli, tmp_path / "runs", "lstm", *TINY_TEXT)
+    out = tmp_path / "exp"
+    done = cli("export", str(run), "--tflite", "--quantize", "dynamic,int8", "--out", str(out), "--latency-runs", "5")
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    report = json.loads((out / "export_report.json").read_text())
+    assert [(r["variant"], r["status"]) for r in report["variants"]] == [
+        ("keras float32", "✅"), ("float32", "✅"), ("dynamic", "✅"), ("int8", "✅")]
+    float32 = report["variants"][1]
+    assert float32["accuracy"] == report["variants"][0]["accuracy"]  # same predictions on all 100 reviews
+    assert "UNIDIRECTIONAL_SEQUENCE_LSTM" in tflite_ops(out / "lstm_float32.tflite")
+    # a device feeds int32 token ids, one text at a time, made with the vocabulary written beside the file
+    from dlkit.edge import verify
+
+    detail = verify.interpreter(out / "lstm_int8.tflite").get_input_details()[0]
+    assert detail["dtype"] == np.int32 and list(detail["shape_signature"]) == [1, 40]
+    assert json.loads((out / "vocabulary.json").read_text()) == json.loads(
+        (run / "artifacts" / "vocabulary.json").read_text())
+    assert "int32 token ids [1, 40]" in (out / "export_report.md").read_text()
+
+
+def test_a_recurrent_loop_converts_to_a_litert_while_loop_at_batch_one(tmp_path):
+    """A GRU (no fused kernel in TFLite) and the scratch LSTM cell take Keras 3's route: a WHILE loop."""
+    import keras
+
+    from dlkit.edge import convert, verify
+
+    inputs = keras.Input((12,), dtype="int32")
+    x = keras.layers.Embedding(50, 4)(inputs)
+    x = keras.layers.Bidirectional(keras.layers.GRU(3, return_sequences=True))(x)
+    model = keras.Model(inputs, keras.layers.Dense(2, activation="softmax")(keras.layers.GlobalMaxPooling1D()(x)))
+    tokens = np.random.default_rng(0).integers(0, 50, (7, 12)).astype("int32")
+    path = convert.write(convert.to_tflite(model, "none", tokens), tmp_path / "gru.tflite")
+    assert "WHILE" in tflite_ops(path)
+    detail = verify.interpreter(path).get_input_details()[0]
+    assert detail["dtype"] == np.int32 and list(detail["shape_signature"]) == [1, 12]
+    np.testing.assert_allclose(verify.predict(path, tokens), model.predict(tokens, verbose=0), atol=1e-5)
+
+
+def test_a_forecaster_is_refused(tmp_path):
+    import keras
+
+    from dlkit.edge.pipeline import ExportOptions, export
+
+    inputs = keras.Input((4, 1))
+    model = keras.Model(inputs, keras.layers.Dense(2)(keras.layers.Flatten()(inputs)))
+    run = fake_run(tmp_path, model, "co2")
+    config = json.loads((run / "config.json").read_text())
+    config["algorithm"], config["config"] = "lstm", {"data": "co2", "epochs": 1, "window": 4, "horizon": 2}
+    (run / "config.json").write_text(json.dumps(config))
+    with pytest.raises(DlkitError, match="this lstm run was trained on 'co2', whose test targets are not class labels"):
+        export(str(run), ExportOptions(out=str(tmp_path / "exp")))
+    assert not (tmp_path / "exp").exists()
