@@ -1,15 +1,13 @@
 """What the recurrent networks (rnn, lstm, gru) share: options, data, model, head, metrics, predict.
 
-Each plugin (plugins/rnn.py, lstm.py, gru.py) only chooses its cell; everything else lives here once.
+Each plugin (plugins/rnn.py, lstm.py, gru.py) only chooses its cell; everything else lives here once,
+and the IMDB text pipeline (data, vocabulary artifact, metrics, ``dlkit predict``) lives once for
+every text classifier in plugins/text_classifier.py, which ``Recurrent`` extends with a time series.
 
 Data:
 - ``imdb`` (default): the Large Movie Review Dataset (Maas et al., ACL 2011), 25,000 raw reviews to
-  train on and 25,000 to test on, positive or negative. Tokenized with Keras' TextVectorization
-  (dlkit.text): the vocabulary is adapted on the training texts only (the validation split, when
-  asked, comes out of the training split first), saved with the run as ``artifacts/vocabulary.json``,
-  and reused by ``dlkit evaluate`` and ``dlkit predict`` on any backend. Tokenizing is redone on
-  every load rather than cached: 25,000 reviews take a few seconds, less than reading a cache would
-  save, and there is then no cache that could disagree with a run's vocabulary.
+  train on and 25,000 to test on, positive or negative, read and tokenized by ``TextClassifier``
+  (plugins/text_classifier.py); the vocabulary is saved with the run as ``artifacts/vocabulary.json``.
 - ``co2``: the Mauna Loa atmospheric CO₂ series, weekly, March 1958 to December 2001 (2,284 weeks;
   Keeling et al., Scripps), as shipped inside statsmodels (``statsmodels.datasets.co2``). Chosen
   because it is a real multi-year measurement that is available offline through a package, with a
@@ -31,11 +29,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from dlkit import data as datasets
-from dlkit.api import Algorithm, Dataset, TrainConfig, option
+from dlkit.api import Dataset, TrainConfig, option
 from dlkit.errors import DlkitError
+from dlkit.plugins.text_classifier import CLASS_NAMES, TextClassifier, eager_on_torch
 
-CLASS_NAMES = ("negative", "positive")
-VOCABULARY = "vocabulary.json"
 SEASON = 52  # weeks in the CO₂ series' yearly cycle
 
 datasets.register(datasets.DataSource(
@@ -64,7 +61,7 @@ class RecurrentConfig(TrainConfig):
     horizon: int = option(13, "Time series: weeks forecast ahead (H).", min=1)
 
 
-class Recurrent(Algorithm):
+class Recurrent(TextClassifier):
     """The shared plugin; subclasses set ``name``, ``summary``, ``config`` and ``layer()``."""
 
     datasets = ("imdb", "co2")
@@ -82,40 +79,6 @@ class Recurrent(Algorithm):
             return co2_data(cfg)
         return self._imdb(cfg)
 
-    def _imdb(self, cfg: RecurrentConfig) -> Dataset:
-        from dlkit import text
-        from dlkit.training import prepare
-
-        root = datasets.fetch("imdb_reviews")
-        x_train, y_train = text.read_folder(root / "train", ("neg", "pos"))
-        x_test, y_test = text.read_folder(root / "test", ("neg", "pos"))
-        # --train-samples, --test-samples and --val-fraction on the raw texts, so the vocabulary is
-        # adapted on exactly the texts trained on (the core's prepare then finds nothing left to do)
-        raw = prepare(Dataset("imdb", x_train, y_train, x_test, y_test), cfg)
-        vocabulary = self._saved_vocabulary(cfg)
-        if vocabulary is None:
-            vocabulary = text.adapt_vocabulary(raw.x_train, cfg.vocab_size)
-
-        def encode(texts):
-            return None if texts is None else text.encode(texts, vocabulary, cfg.sequence_length)
-
-        return Dataset("imdb", encode(raw.x_train), raw.y_train, encode(raw.x_test), raw.y_test,
-                       encode(raw.x_val), raw.y_val, class_names=CLASS_NAMES,
-                       input_shape=(cfg.sequence_length,), info={"vocabulary": vocabulary, "kind": "text"})
-
-    def _saved_vocabulary(self, cfg) -> list[str] | None:
-        """The run's vocabulary when it has one (evaluate, predict, resume), else None (a new run)."""
-        from dlkit import text
-        from dlkit.runs import ARTIFACTS
-
-        if self.run is None:
-            return None
-        has_model = self.run.model_path.is_file()
-        if not has_model and not (self.run.path / ARTIFACTS / VOCABULARY).is_file():
-            return None
-        vocabulary = text.check_vocabulary(self.run.load_artifact(VOCABULARY), f"{self.run.path}/{ARTIFACTS}/{VOCABULARY}")
-        return vocabulary
-
     # -- model ------------------------------------------------------------------------------------
     def build(self, cfg: RecurrentConfig, data: Dataset):
         import keras
@@ -129,8 +92,7 @@ class Recurrent(Algorithm):
             outputs = layers.Dense(cfg.horizon, name="forecast")(x)                     # (B, H)
             loss, metrics = "mse", ["mae"]
         else:
-            if self.run is not None:  # the vocabulary travels with the run: predict/evaluate on any backend
-                self.run.save_artifact(VOCABULARY, data.info["vocabulary"])
+            self.keep_vocabulary(data)  # the vocabulary travels with the run: predict/evaluate on any backend
             inputs = keras.Input(shape=data.input_shape, dtype="int32", name="tokens")  # (B, L)
             x = layers.Embedding(len(data.info["vocabulary"]), cfg.embedding)(inputs)  # (B, L, E)
             x = layers.Dropout(cfg.dropout)(x)
@@ -159,44 +121,20 @@ class Recurrent(Algorithm):
 
     # -- metrics, plots, predict ------------------------------------------------------------------
     def evaluate(self, model, data: Dataset, cfg: RecurrentConfig) -> dict[str, Any]:
-        _eager_on_torch(model)
         if data.info.get("kind") == "series":
+            eager_on_torch(model)
             return forecast_metrics(model, data)
-        from dlkit import metrics
-
-        return metrics.classification(model, data, batch_size=256)
+        return super().evaluate(model, data, cfg)
 
     def extra_plots(self, model, data: Dataset, cfg: RecurrentConfig, run) -> None:
         if data.info.get("kind") == "series":
             plot_forecast(model, data, cfg, run.plots_dir / "forecast.png", f"{self.name} on co2")
 
     def predict(self, model, cfg: RecurrentConfig, inputs: list[str], options) -> list[dict[str, Any]]:
-        import numpy as np
-
-        from dlkit import text
-        from dlkit.runs import ARTIFACTS
-
         if cfg.data != "imdb":
             raise DlkitError(f"{self.run.path} is a {self.name} forecaster of the '{cfg.data}' series, not a text "
                              f"classifier: predict takes texts for runs trained on imdb")
-        vocabulary = text.check_vocabulary(self.run.load_artifact(VOCABULARY),
-                                           f"{self.run.path}/{ARTIFACTS}/{VOCABULARY}")
-        tokens = text.encode([text.clean(t) for t in inputs], vocabulary, cfg.sequence_length)
-        _eager_on_torch(model)
-        probs = np.asarray(model.predict(tokens, verbose=0), dtype="float64")
-        return [{"label": CLASS_NAMES[int(p.argmax())], "probability": float(p.max()),
-                 "known_tokens": int((row > 1).sum())} for p, row in zip(probs, tokens)]
-
-
-def _eager_on_torch(model) -> None:
-    """A model trained on JAX or TensorFlow is saved with ``jit_compile=True``; reloaded on PyTorch that
-    means torch.compile, which recompiles the recurrent loop again and again (minutes for a few hundred
-    reviews). PyTorch's own default, eager, is what a PyTorch run uses."""
-    import keras
-
-    if keras.backend.backend() == "torch" and model.jit_compile:
-        model.jit_compile = False
-        model.predict_function = None
+        return super().predict(model, cfg, inputs, options)
 
 
 # -- the time series ---------------------------------------------------------------------------------
