@@ -135,8 +135,8 @@ def test_a_tiny_run_trains_logs_plots_and_evaluates(reports, backend):
     assert 8 <= test["min_return"] <= test["mean_return"] <= test["max_return"] <= 500  # CartPole lasts ≥ 8 steps
     rows = list(csv.DictReader(io.StringIO((run / "history.csv").read_text())))
     assert [int(r["step"]) for r in rows] == [200, 400, 600]
-    assert rows[0]["loss"] == "" and float(rows[1]["loss"]) > 0  # the first update comes after step 100... of 200
-    assert float(rows[-1]["epsilon"]) == pytest.approx(0.04) and int(rows[-1]["episodes"]) >= 600 // 500
+    assert all(float(r["loss"]) > 0 for r in rows)  # the first round of updates is at step 150
+    assert float(rows[-1]["epsilon"]) == pytest.approx(0.04) and int(rows[-1]["episodes"]) >= 1
     assert {"learning_curves.png", "returns.png", "episode.gif"} <= set(found["plots"])
     assert (run / "model.keras").is_file() and not (run / "resume").exists()
 
