@@ -32,9 +32,11 @@ def _seed_keras_cache() -> Path:
                 dest.parent.mkdir(parents=True, exist_ok=True)
                 shutil.copyfile(path, dest)
     # the other offline copies, put in the cache the way 'dlkit data add' does (the IMDB archive is
-    # unpacked once, ~10 s): the contract test and the recurrent and GPT tests read them
+    # unpacked once, ~10 s): the contract test and the recurrent, GPT and graph tests read them
     offline = {SHARED / "aclImdb" / "aclImdb_train_test.tar.gz": target / "aclImdb" / "test" / "neg",
                SHARED / "tinyshakespeare" / "input.txt": target / "tinyshakespeare" / "input.txt"}
+    # the Planetoid graphs (Cora, CiteSeer, PubMed) of the gcn and gat plugins: 24 small pickles
+    offline.update({copy: target / "planetoid" / copy.name for copy in sorted((SHARED / "planetoid").glob("ind.*"))})
     wanted = [copy for copy, present in offline.items() if copy.is_file() and not present.exists()]
     if wanted:
         from dlkit import data
