@@ -153,8 +153,9 @@ class Encoder(layers.Layer):
 
     def compute_output_spec(self, tokens):
         batch, length = tokens.shape
-        state = keras.KerasTensor((batch, self.units))
-        return (keras.KerasTensor((batch, length, 2 * self.units)), *[state] * self.states)
+        # one KerasTensor per state: the same object twice would wire an LSTM's h into both h and c
+        states = [keras.KerasTensor((batch, self.units)) for _ in range(self.states)]
+        return (keras.KerasTensor((batch, length, 2 * self.units)), *states)
 
     def get_config(self):
         return {**super().get_config(), "vocab_size": self.vocab_size, "embedding_dim": self.embedding_dim,
