@@ -36,8 +36,10 @@ demo: data
 	$(BIN)/dlkit train cnn
 	$(BIN)/dlkit evaluate "$$(ls -td runs/cnn/*/ | head -1)"
 
+# Two workers (pytest-xdist), each test file on one of them: most tests wait on a process starting
+# Python, Keras and a backend, so two overlap well even on two cores.
 test: setup
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile
 
 clean:
 	rm -rf $(VENV) runs .dlkit-cache .pytest_cache

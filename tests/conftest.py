@@ -55,8 +55,14 @@ def pytest_configure(config):
     if plugins not in sys.path:
         sys.path.insert(0, plugins)
     os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [plugins, os.environ.get("PYTHONPATH")]))
-    # before anything imports Keras: Keras reads KERAS_HOME at import
-    os.environ["KERAS_HOME"] = str(_seed_keras_cache())
+    # before anything imports Keras: Keras reads KERAS_HOME at import. Under pytest-xdist every worker
+    # gets here too: one seeds, the others wait for it and then find everything present
+    import fcntl
+
+    CACHE.mkdir(parents=True, exist_ok=True)
+    with open(CACHE / ".seeding.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        os.environ["KERAS_HOME"] = str(_seed_keras_cache())
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     from dlkit import registry
 
