@@ -95,6 +95,10 @@ def _import(backend: str, quiet: bool) -> None:
         except Exception as exc:
             raise DlkitError(f"backend {backend} is installed but failed to import: {type(exc).__name__}: "
                              f"{first_line(exc)}") from exc
+        if backend == "torch":  # PyTorch's fused LSTM/GRU kernels on the CPU too (see dlkit.torch_rnn)
+            from dlkit import torch_rnn
+
+            torch_rnn.install()
         if backend != "tensorflow" and importlib.util.find_spec("tensorflow") is not None:
             with contextlib.suppress(Exception):  # Keras does without it (LazyModule), so may this
                 importlib.import_module("tensorflow")

@@ -84,3 +84,19 @@ def test_a_failing_import_shows_what_it_printed(tmp_path):
     assert done.returncode == 1
     assert "libcudnn.so.9: cannot open shared object file" in done.stderr  # the captured output, not hidden
     assert "backend jax is installed but failed to import: ImportError: jaxlib" in done.stderr
+
+
+def test_torch_lstm_and_gru_use_pytorchs_fused_kernels_and_agree_with_keras_loop():
+    """dlkit.torch_rnn: outputs and gradients (inputs, every weight) as Keras' own CPU loop computes them."""
+    import json
+    from pathlib import Path
+
+    script = Path(__file__).with_name("torch_rnn_check.py")
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    lines = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+    assert lines[0] == {"installed": True, "patched": True}
+    cases = {line["case"]: line["max_abs_diff"] for line in lines[1:]}
+    assert len(cases) == 8 and {"lstm", "gru backwards", "bidirectional lstm"} <= set(cases)
+    for case, diffs in cases.items():
+        assert max(diffs) < 1e-4, (case, diffs)
