@@ -58,10 +58,10 @@ class Seq2SeqConfig(BaseConfig):
     cell: str = option("gru", "Recurrent cell of the encoder and the decoder.", choices=("gru", "lstm"))
     units: int = option(128, "Units of the decoder and of each encoder direction.", min=1)
     embedding_dim: int = option(32, "Size of the character embeddings.", min=1)
-    train_size: int = option(30000, "Training examples generated from the training days.", min=1)
+    train_size: int = option(20000, "Training examples generated from the training days.", min=1)
     val_size: int = option(2000, "Validation examples, from days of their own.", min=1)
     test_size: int = option(5000, "Test examples, from days of their own (never trained on).", min=1)
-    epochs: int = option(10, "Passes over the training set.", min=1)
+    epochs: int = option(6, "Passes over the training set.", min=1)
     batch_size: int = option(64, "Examples per gradient step.", min=1)
     learning_rate: float = option(3e-3, "Peak Adam learning rate (then a cosine decay to 0).", min=0.0)
 
@@ -186,7 +186,7 @@ class Seq2Seq(Algorithm):
         cleaned = []
         for i, text in enumerate(inputs, 1):
             kept, ignored = clean(text, chars)
-            if not kept.strip():
+            if not kept:
                 raise DlkitError(f"input {i} ({text!r}) has no character the model knows (it reads "
                                  f"{chars.strip()!r})")
             cleaned.append((kept, ignored))
@@ -209,14 +209,13 @@ class Seq2Seq(Algorithm):
 
 # -- text ↔ ids ------------------------------------------------------------------------------------------
 def clean(text: str, chars: str) -> tuple[str, str]:
-    """``text`` in the model's alphabet: accents stripped (NFKD), runs of spaces collapsed, every other
-    character outside ``chars`` dropped. Returns the text kept and the characters dropped."""
+    """``text`` in the model's alphabet: accents stripped (NFKD), every other character outside ``chars``
+    dropped, then runs of white space made one space. Returns the text kept and the characters dropped."""
     import unicodedata
 
     stripped = "".join(c for c in unicodedata.normalize("NFKD", text) if not unicodedata.combining(c))
-    stripped = " ".join(stripped.split())
-    kept = "".join(c for c in stripped if c in chars)
-    ignored = "".join(dict.fromkeys(c for c in stripped if c not in chars))
+    kept = " ".join("".join(c for c in stripped if c in chars or c.isspace()).split())
+    ignored = "".join(dict.fromkeys(c for c in stripped if c not in chars and not c.isspace()))
     return kept, ignored
 
 
