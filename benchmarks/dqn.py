@@ -46,7 +46,9 @@ def train_once(backend: str, seed: int, options: list[str]) -> dict:
     out = OUT / "runs" / f"dqn-{backend}-{time.strftime('%Y%m%d-%H%M%S')}-seed{seed}"
     cmd = ["dlkit", "train", "dqn", "--backend", backend, "--seed", str(seed), *options]
     before, started = load(), time.perf_counter()
-    proc = subprocess.run(DLKIT + cmd[1:] + ["--out", str(out)], capture_output=True, text=True)
+    OUT.mkdir(exist_ok=True)
+    # cwd: not the repository, whose stale dlkit.egg-info (if any) would shadow the installed entry points
+    proc = subprocess.run(DLKIT + cmd[1:] + ["--out", str(out)], capture_output=True, text=True, cwd=OUT)
     if proc.returncode != 0:
         sys.exit(f"failed ({proc.returncode}): {' '.join(cmd)}\n{proc.stderr[-3000:]}")
     run = next((out / "dqn").iterdir())

@@ -74,7 +74,7 @@ class DQNConfig(BaseConfig):
 
 class DQN(Algorithm):
     name = "dqn"
-    summary = "Double DQN (replay, target network, ε-greedy) on Gymnasium's CartPole-v1 or any --env with discrete actions"
+    summary = "Double DQN on Gymnasium's CartPole-v1 (or any --env with vector observations and discrete actions)"
     config = DQNConfig
     task = "reinforcement-learning"
     headline_metric = "mean_return"
