@@ -8,9 +8,9 @@ Kipf & Welling's ``load_data`` reads them:
 
 - every file but ``test.index`` is a Python 2 pickle (``encoding="latin1"``): ``x``/``tx``/``allx``
   SciPy CSR features, ``y``/``ty``/``ally`` one-hot labels, ``graph`` a dict of adjacency lists;
-- node order: ``allx`` covers nodes 0 … len(allx)-1, ``tx`` covers the test nodes, listed in
-  ``test.index`` (not sorted): row i of ``tx`` is node ``sorted(test.index)[i]`` until the rows are
-  moved to ``test.index[i]`` (the "test-index reordering");
+- node order: ``allx`` covers nodes 0 … len(allx)-1 and ``tx`` the test nodes, row i of ``tx``
+  being node ``test.index[i]`` (the file is not sorted): stacked under ``allx``, the rows are moved
+  from the sorted positions to those nodes (the "test-index reordering");
 - CiteSeer's ``graph`` has 15 nodes in the test range that have no feature row and no label (they are
   in no split): they get zero features, label -1, and keep their edges;
 - features are row-normalised (each row sums to 1), as both papers do;
@@ -93,7 +93,7 @@ def read_planetoid(name: str) -> dict[str, Any]:
         full_ty[test_sorted - ally.shape[0]] = ty
         ty = full_ty
     features = sp.vstack([allx, tx]).tolil()
-    features[test_index, :] = features[test_sorted, :]   # tx's rows are in sorted order; move them home
+    features[test_index, :] = features[test_sorted, :]   # row i of tx is node test_index[i]
     one_hot = np.vstack([ally, ty])
     one_hot[test_index] = one_hot[test_sorted]
     labels = np.where(one_hot.any(axis=1), one_hot.argmax(axis=1), -1).astype("int32")

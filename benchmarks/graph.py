@@ -1,0 +1,133 @@
+"""Benchmarks of the graph plugins (gcn, gat) on the Planetoid citation graphs.
+
+    python benchmarks/graph.py accuracy --algos gcn,gat --data cora,citeseer,pubmed --seeds 10 --backend tensorflow
+    python benchmarks/graph.py speed --algos gcn,gat --data cora --backends tensorflow,jax,torch --epochs 30
+
+``accuracy`` trains each (plugin, dataset) with its defaults (the papers' settings) for seeds 0 … N-1
+through ``dlkit.train``, the path ``dlkit train`` takes, in one process per backend (Keras fixes its
+backend per process), and prints test accuracy as mean ± std over the seeds, with the epochs trained
+and the seconds per epoch (gradient step, validation pass, log and checkpoint). ``speed`` trains a
+fixed number of epochs without early stopping in a fresh process per backend and reports seconds per
+epoch. Every run is appended as a JSON line to benchmarks/out/graph.jsonl with its command and the
+load average before and after (the machine may be shared).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+OUT = HERE / "out"
+
+
+def load() -> str:
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+def record(row: dict) -> None:
+    OUT.mkdir(exist_ok=True)
+    with open(OUT / "graph.jsonl", "a") as fh:
+        fh.write(json.dumps(row) + "\n")
+
+
+def train_seeds(algo: str, data: str, backend: str, seeds: int, options: dict) -> list[dict]:
+    """Train ``algo`` on ``data`` for seeds 0 … seeds-1 in this process; one row per run."""
+    import dlkit
+
+    rows = []
+    with tempfile.TemporaryDirectory() as out:
+        for seed in range(seeds):
+            before, start = load(), time.perf_counter()
+            run = dlkit.train(algo, backend=backend, out=out, echo=lambda *a: None, data=data, seed=seed, **options)
+            metrics = run.metrics
+            row = {"mode": "accuracy", "algo": algo, "data": data, "backend": metrics["backend"], "seed": seed,
+                   "options": options, "accuracy": metrics["test"]["accuracy"],
+                   "val_accuracy": metrics["test"]["val_accuracy"], "epochs": metrics["epochs_completed"],
+                   "seconds_per_epoch": metrics.get("seconds_per_epoch"), "train_time_s": metrics["train_time_s"],
+                   "wall_s": round(time.perf_counter() - start, 1), "load_before": before, "load_after": load(),
+                   "date": time.strftime("%Y-%m-%d %H:%M")}
+            record(row)
+            print(f"  {algo} {data} seed {seed}: {100 * row['accuracy']:.1f}% after {row['epochs']} epochs, "
+                  f"{row['seconds_per_epoch']} s/epoch, {row['wall_s']} s (load {before} → {row['load_after']})",
+                  flush=True)
+            rows.append(row)
+    return rows
+
+
+def summary(rows: list[dict]) -> str:
+    acc = [100 * r["accuracy"] for r in rows]
+    epochs = [r["epochs"] for r in rows]
+    spe = [r["seconds_per_epoch"] for r in rows]
+    std = statistics.stdev(acc) if len(acc) > 1 else 0.0
+    return (f"| {rows[0]['algo']} | {rows[0]['data']} | {statistics.mean(acc):.1f} ± {std:.1f} | "
+            f"{min(acc):.1f}–{max(acc):.1f} | {statistics.mean(epochs):.0f} ({min(epochs)}–{max(epochs)}) | "
+            f"{statistics.median(spe):.3f} | {statistics.median([r['wall_s'] for r in rows]):.0f} | "
+            f"{rows[0]['backend']} | {len(rows)} |")
+
+
+def accuracy(args) -> None:
+    print("| plugin | data | test accuracy % (mean ± std) | min–max | epochs (range) | s/epoch (median) | "
+          "s per run (median) | backend | seeds |", flush=True)
+    lines = []
+    for algo in args.algos.split(","):
+        for data in args.data.split(","):
+            rows = train_seeds(algo, data, args.backend, args.seeds, {})
+            lines.append(summary(rows))
+            print(lines[-1], flush=True)
+    print("\n".join(["", "| plugin | data | test accuracy % (mean ± std) | min–max | epochs (range) | "
+                     "s/epoch (median) | s per run (median) | backend | seeds |", "|---|---|---|---|---|---|---|---|---|",
+                     *lines]))
+
+
+def speed(args) -> None:
+    """Seconds per epoch on each backend: a fresh process each, a fixed number of epochs."""
+    print("| plugin | data | backend | s/epoch | epochs | load before → after |")
+    print("|---|---|---|---|---|---|")
+    for algo in args.algos.split(","):
+        for data in args.data.split(","):
+            for backend in args.backends.split(","):
+                before = load()
+                code = (f"import dlkit, json; r = dlkit.train({algo!r}, backend={backend!r}, out={str(OUT / 'runs')!r}, "
+                        f"echo=lambda *a: None, data={data!r}, epochs={args.epochs}, patience=0); "
+                        f"print(json.dumps(r.metrics))")
+                proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+                if proc.returncode:
+                    sys.exit(f"{algo} {data} {backend} failed:\n{proc.stderr[-3000:]}")
+                metrics = json.loads(proc.stdout.strip().splitlines()[-1])
+                row = {"mode": "speed", "algo": algo, "data": data, "backend": metrics["backend"],
+                       "epochs": metrics["epochs_completed"], "seconds_per_epoch": metrics["seconds_per_epoch"],
+                       "load_before": before, "load_after": load(), "date": time.strftime("%Y-%m-%d %H:%M"),
+                       "command": f"python benchmarks/graph.py speed --algos {algo} --data {data} "
+                                  f"--backends {backend} --epochs {args.epochs}"}
+                record(row)
+                print(f"| {algo} | {data} | {backend} | {row['seconds_per_epoch']:.3f} | {row['epochs']} | "
+                      f"{before} → {row['load_after']} |", flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="mode", required=True)
+    acc = sub.add_parser("accuracy", help="test accuracy over seeds, papers' settings")
+    acc.add_argument("--algos", default="gcn,gat")
+    acc.add_argument("--data", default="cora,citeseer,pubmed")
+    acc.add_argument("--seeds", type=int, default=10)
+    acc.add_argument("--backend", default="tensorflow")
+    spd = sub.add_parser("speed", help="seconds per epoch on each backend")
+    spd.add_argument("--algos", default="gcn,gat")
+    spd.add_argument("--data", default="cora")
+    spd.add_argument("--backends", default="tensorflow,jax,torch")
+    spd.add_argument("--epochs", type=int, default=30)
+    args = parser.parse_args()
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    accuracy(args) if args.mode == "accuracy" else speed(args)
+
+
+if __name__ == "__main__":
+    main()
