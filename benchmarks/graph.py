@@ -88,6 +88,7 @@ def accuracy(args) -> None:
 
 def speed(args) -> None:
     """Seconds per epoch on each backend: a fresh process each, a fixed number of epochs."""
+    OUT.mkdir(exist_ok=True)
     print("| plugin | data | backend | s/epoch | epochs | load before → after |")
     print("|---|---|---|---|---|---|")
     for algo in args.algos.split(","):
@@ -97,7 +98,8 @@ def speed(args) -> None:
                 code = (f"import dlkit, json; r = dlkit.train({algo!r}, backend={backend!r}, out={str(OUT / 'runs')!r}, "
                         f"echo=lambda *a: None, data={data!r}, epochs={args.epochs}, patience=0); "
                         f"print(json.dumps(r.metrics))")
-                proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+                # outside the repository: a stale dlkit.egg-info there would shadow the installed entry points
+                proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=OUT)
                 if proc.returncode:
                     sys.exit(f"{algo} {data} {backend} failed:\n{proc.stderr[-3000:]}")
                 metrics = json.loads(proc.stdout.strip().splitlines()[-1])
