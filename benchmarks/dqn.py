@@ -14,7 +14,7 @@ The reference run of the numbers in benchmarks/RESULTS.md:
 
     nice -n 5 python benchmarks/dqn.py train --backend jax --seeds 0,1,2
     nice -n 5 python benchmarks/dqn.py train --backend jax --seeds 0 -- --env Acrobot-v1
-    nice -n 5 python benchmarks/dqn.py speed --steps 20000
+    nice -n 5 python benchmarks/dqn.py speed --steps 10000 --threads 1
 """
 from __future__ import annotations
 
@@ -41,20 +41,25 @@ def record(row: dict) -> None:
         fh.write(json.dumps(row) + "\n")
 
 
-def train_once(backend: str, seed: int, options: list[str]) -> dict:
-    """One ``dlkit train dqn`` process; its metrics.json and the time the process took."""
+def train_once(backend: str, seed: int, options: list[str], threads: int | None = None) -> dict:
+    """One ``dlkit train dqn`` process; its metrics.json and the time the process took.
+
+    ``threads`` sets OMP_NUM_THREADS: on a loaded 2-core machine PyTorch's default thread pool spins against
+    the other processes (184 ms per gradient step at load 7, 13.5 ms with one thread).
+    """
     out = OUT / "runs" / f"dqn-{backend}-{time.strftime('%Y%m%d-%H%M%S')}-seed{seed}"
     cmd = ["dlkit", "train", "dqn", "--backend", backend, "--seed", str(seed), *options]
     before, started = load(), time.perf_counter()
     OUT.mkdir(exist_ok=True)
     # cwd: not the repository, whose stale dlkit.egg-info (if any) would shadow the installed entry points
-    proc = subprocess.run(DLKIT + cmd[1:] + ["--out", str(out)], capture_output=True, text=True, cwd=OUT)
+    env = {**os.environ, **({"OMP_NUM_THREADS": str(threads)} if threads else {})}
+    proc = subprocess.run(DLKIT + cmd[1:] + ["--out", str(out)], capture_output=True, text=True, cwd=OUT, env=env)
     if proc.returncode != 0:
         sys.exit(f"failed ({proc.returncode}): {' '.join(cmd)}\n{proc.stderr[-3000:]}")
     run = next((out / "dqn").iterdir())
     metrics = json.loads((run / "metrics.json").read_text())
     steps = metrics["steps_completed"]
-    row = {"command": " ".join(cmd), "backend": metrics["backend"], "seed": seed, "run": str(run),
+    row = {"command": " ".join(cmd), "omp_num_threads": threads, "backend": metrics["backend"], "seed": seed, "run": str(run),
            "env": metrics["dataset"], "steps": steps, "test": metrics["test"], "train_time_s": metrics["train_time_s"],
            "steps_per_s": round(steps / metrics["train_time_s"], 1), "process_wall_s": round(time.perf_counter() - started, 1),
            "load_before": before, "load_after": load(), "date": time.strftime("%Y-%m-%d %H:%M")}
@@ -76,12 +81,13 @@ def train(backend: str, seeds: list[int], options: list[str]) -> None:
     print(f"\nmean over {len(seeds)} seed(s): {sum(returns) / len(returns):.1f}; lowest {min(returns):.1f}")
 
 
-def speed(backends: list[str], steps: int, options: list[str]) -> None:
-    print("| backend | steps | training s | env steps/s | load before → after |")
-    print("|---|---|---|---|---|")
+def speed(backends: list[str], steps: int, options: list[str], threads: int | None) -> None:
+    print("| backend | OMP_NUM_THREADS | steps | training s | env steps/s | load before → after |")
+    print("|---|---|---|---|---|---|")
     for backend in backends:
-        row = train_once(backend, 0, ["--total-steps", str(steps), *options])
-        print(f"| {backend} | {row['steps']} | {row['train_time_s']} | {row['steps_per_s']} | {row['load_before']} → "
+        row = train_once(backend, 0, ["--total-steps", str(steps), *options], threads)
+        print(f"| {backend} | {threads or '-'} | {row['steps']} | {row['train_time_s']} | {row['steps_per_s']} | "
+              f"{row['load_before']} → "
               f"{row['load_after']} |", flush=True)
 
 
@@ -97,11 +103,12 @@ def main() -> None:
     s = sub.add_parser("speed")
     s.add_argument("--backends", default="tensorflow,jax,torch")
     s.add_argument("--steps", type=int, default=20000)
+    s.add_argument("--threads", type=int, default=None, help="OMP_NUM_THREADS for the training processes")
     args = parser.parse_args(argv)
     if args.what == "train":
         train(args.backend, [int(x) for x in args.seeds.split(",")], options)
     else:
-        speed(args.backends.split(","), args.steps, options)
+        speed(args.backends.split(","), args.steps, options, args.threads)
 
 
 if __name__ == "__main__":
