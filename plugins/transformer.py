@@ -24,7 +24,7 @@ from dlkit.plugins.text_classifier import CLASS_NAMES, TextClassifier
 
 @dataclass
 class TransformerConfig(TrainConfig):
-    epochs: int = option(4, "Passes over the training set (at most: see --patience).", min=1)
+    epochs: int = option(2, "Passes over the training set (at most: see --patience).", min=1)
     batch_size: int = option(64, "Examples per gradient step.", min=1)
     val_fraction: float = option(0.1, "Fraction of the training reviews held out for validation and early "
                                       "stopping.", min=0.0, max=0.5)
@@ -37,8 +37,8 @@ class TransformerConfig(TrainConfig):
     heads: int = option(4, "Attention heads per block (must divide --width).", min=1)
     ff: int = option(128, "Inner size of each block's feed-forward network.", min=1)
     depth: int = option(1, "Encoder blocks.", min=1, max=12)
-    dropout: float = option(0.1, "Dropout of the embeddings, the attention weights, each sub-layer's output and "
-                                 "the pooled vector.", min=0.0, max=0.9)
+    dropout: float = option(0.2, "Dropout of the embeddings, each sub-layer's output and the pooled vector.",
+                            min=0.0, max=0.9)
     learning_rate: float = option(1e-3, "Peak AdamW learning rate.", min=0.0)
     warmup: float = option(0.1, "Fraction of the steps spent rising linearly to --learning-rate.", min=0.0, max=1.0)
     weight_decay: float = option(0.01, "AdamW weight decay of the matrices and embeddings (not biases and norms).",
@@ -85,7 +85,8 @@ class Transformer(TextClassifier):
     def train(self, model, data, cfg: TransformerConfig, run):
         from dlkit.plugins.transformer_model import LengthBatches
 
-        batches = LengthBatches(data.x_train, data.y_train, cfg.batch_size, shuffle=True, seed=cfg.seed)
+        batches = LengthBatches(data.x_train, data.y_train, cfg.batch_size, shuffle=True, seed=cfg.seed,
+                                epoch=run.start)
         validation = None if data.x_val is None else LengthBatches(data.x_val, data.y_val, 256)
         return run.fit(model, batches, validation_data=validation)
 

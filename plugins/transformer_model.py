@@ -228,12 +228,13 @@ class LengthBatches(keras.utils.PyDataset):
     ``order`` holds the input rows in the order the batches deliver them.
     """
 
-    def __init__(self, x, y=None, batch_size: int = 64, *, shuffle: bool = False, seed: int = 0, **kwargs):
+    def __init__(self, x, y=None, batch_size: int = 64, *, shuffle: bool = False, seed: int = 0, epoch: int = 0,
+                 **kwargs):
         super().__init__(**kwargs)
         self.x, self.y, self.batch_size, self.shuffle, self.seed = np.asarray(x), y, batch_size, shuffle, seed
         self.widths = np.asarray(widths(self.x.shape[1]))
         self.group = np.searchsorted(self.widths, (self.x != 0).sum(axis=1))               # narrowest width that fits
-        self.epoch = 0
+        self.epoch = epoch  # the order of epoch e is the same in a run resumed there
         self._arrange()
 
     def _arrange(self):
