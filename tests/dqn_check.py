@@ -126,7 +126,7 @@ def refusals(backend: str) -> dict:
 
     gym.register("dlkit_test/Pixels-v0", entry_point=Pixels)
     found = {}
-    for env_id in ("Pendulum-v1", "dlkit_test/Pixels-v0", "FrozenLake-v1"):
+    for env_id in ("Pendulum-v1", "dlkit_test/Pixels-v0", "FrozenLake-v1", "NoSuchThing-v9"):
         try:
             dlkit.train("dqn", backend=backend, out="/nonexistent", echo=lambda *_: None, env=env_id)
             found[env_id] = None
