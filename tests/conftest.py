@@ -64,6 +64,9 @@ def pytest_configure(config):
         fcntl.flock(lock, fcntl.LOCK_EX)
         os.environ["KERAS_HOME"] = str(_seed_keras_cache())
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    # PyTorch's OpenMP pool spins while it waits: with two test workers on two cores, a torch process
+    # at its default two threads ran small recurrent and Q-network steps 10-40x slower than at one
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
     from dlkit import registry
 
     registry.discover.cache_clear()  # whatever was found before the paths above were set is forgotten
