@@ -382,21 +382,24 @@ def tflite_ops(path: Path) -> set[str]:
 
 
 @IMDB
-def test_lstm_exports_with_the_fused_kernel_and_int8(cli, tmp_path):
+def test_lstm_exports_as_a_verified_loop_and_int8_fails_in_one_row(cli, tmp_path):
     run = train(cli, tmp_path / "runs", "lstm", *TINY_TEXT)
     out = tmp_path / "exp"
     done = cli("export", str(run), "--tflite", "--quantize", "dynamic,int8", "--out", str(out), "--latency-runs", "5")
-    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     report = json.loads((out / "export_report.json").read_text())
-    assert [(r["variant"], r["status"]) for r in report["variants"]] == [
-        ("keras float32", "✅"), ("float32", "✅"), ("dynamic", "✅"), ("int8", "✅")]
-    float32 = report["variants"][1]
-    assert float32["accuracy"] == report["variants"][0]["accuracy"]  # same predictions on all 100 reviews
-    assert "UNIDIRECTIONAL_SEQUENCE_LSTM" in tflite_ops(out / "lstm_float32.tflite")
+    rows = {r["variant"]: r for r in report["variants"]}
+    assert [rows[v]["status"] for v in ("keras float32", "float32", "dynamic")] == ["✅", "✅", "✅"]
+    assert rows["float32"]["accuracy"] == rows["keras float32"]["accuracy"]  # the same labels on all 100 reviews
+    assert "WHILE" in tflite_ops(out / "lstm_float32.tflite")
+    # int8 of the loop: TensorFlow 2.21's calibrator crashes; in a child process, so it is one ❌ row and the
+    # export still completes (exit 1: a variant did not verify). A TensorFlow that can calibrate it makes a ✅
+    assert rows["int8"]["status"] in ("✅", "❌")
+    if rows["int8"]["status"] == "❌":
+        assert done.returncode == 1 and "crashed (SIGSEGV) while quantizing to int8" in rows["int8"]["note"]
     # a device feeds int32 token ids, one text at a time, made with the vocabulary written beside the file
     from dlkit.edge import verify
 
-    detail = verify.interpreter(out / "lstm_int8.tflite").get_input_details()[0]
+    detail = verify.interpreter(out / "lstm_dynamic.tflite").get_input_details()[0]
     assert detail["dtype"] == np.int32 and list(detail["shape_signature"]) == [1, 40]
     assert json.loads((out / "vocabulary.json").read_text()) == json.loads(
         (run / "artifacts" / "vocabulary.json").read_text())
@@ -404,7 +407,7 @@ def test_lstm_exports_with_the_fused_kernel_and_int8(cli, tmp_path):
 
 
 def test_a_recurrent_loop_converts_to_a_litert_while_loop_at_batch_one(tmp_path):
-    """A GRU (no fused kernel in TFLite) and the scratch LSTM cell take Keras 3's route: a WHILE loop."""
+    """A GRU (and any Keras recurrent layer) becomes a WHILE loop of built-in ops, at batch 1."""
     import keras
 
     from dlkit.edge import convert, verify
