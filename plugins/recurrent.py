@@ -31,7 +31,7 @@ from typing import Any
 from dlkit import data as datasets
 from dlkit.api import Dataset, TrainConfig, option
 from dlkit.errors import DlkitError
-from dlkit.plugins.text_classifier import CLASS_NAMES, TextClassifier, eager_on_torch
+from dlkit.plugins.text_classifier import CLASS_NAMES, TextClassifier
 
 SEASON = 52  # weeks in the CO₂ series' yearly cycle
 
@@ -122,7 +122,6 @@ class Recurrent(TextClassifier):
     # -- metrics, plots, predict ------------------------------------------------------------------
     def evaluate(self, model, data: Dataset, cfg: RecurrentConfig) -> dict[str, Any]:
         if data.info.get("kind") == "series":
-            eager_on_torch(model)
             return forecast_metrics(model, data)
         return super().evaluate(model, data, cfg)
 

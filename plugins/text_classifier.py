@@ -76,7 +76,6 @@ class TextClassifier(Algorithm):
     def evaluate(self, model, data: Dataset, cfg) -> dict[str, Any]:
         from dlkit import metrics
 
-        eager_on_torch(model)
         return metrics.classification(self.predictor(model), data, batch_size=256)
 
     def predictor(self, model):
@@ -97,18 +96,7 @@ class TextClassifier(Algorithm):
         import numpy as np
 
         tokens = self.encode_inputs(cfg, inputs)
-        eager_on_torch(model)
         probs = np.asarray(self.predictor(model).predict(tokens, batch_size=256, verbose=0), dtype="float64")
         return [{"label": CLASS_NAMES[int(p.argmax())], "probability": float(p.max()),
                  "known_tokens": int((row > 1).sum())} for p, row in zip(probs, tokens)]
 
-
-def eager_on_torch(model) -> None:
-    """A model trained on JAX or TensorFlow is saved with ``jit_compile=True``; reloaded on PyTorch that
-    means torch.compile, which recompiles a recurrent loop again and again (minutes for a few hundred
-    reviews). PyTorch's own default, eager, is what a PyTorch run uses."""
-    import keras
-
-    if keras.backend.backend() == "torch" and model.jit_compile:
-        model.jit_compile = False
-        model.predict_function = None
