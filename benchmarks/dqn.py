@@ -19,26 +19,10 @@ The reference run of the numbers in benchmarks/RESULTS.md:
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import subprocess
 import sys
 import time
-from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-OUT = HERE / "out"
-DLKIT = [sys.executable, "-m", "dlkit"]
-
-
-def load() -> str:
-    return " ".join(f"{x:.2f}" for x in os.getloadavg())
-
-
-def record(row: dict) -> None:
-    OUT.mkdir(exist_ok=True)
-    with open(OUT / "dqn.jsonl", "a") as fh:
-        fh.write(json.dumps(row) + "\n")
+import common
 
 
 def train_once(backend: str, seed: int, options: list[str], threads: int | None = None) -> dict:
@@ -47,23 +31,16 @@ def train_once(backend: str, seed: int, options: list[str], threads: int | None 
     ``threads`` sets OMP_NUM_THREADS: on a loaded 2-core machine PyTorch's default thread pool spins against
     the other processes (184 ms per gradient step at load 7, 13.5 ms with one thread).
     """
-    out = OUT / "runs" / f"dqn-{backend}-{time.strftime('%Y%m%d-%H%M%S')}-seed{seed}"
-    cmd = ["dlkit", "train", "dqn", "--backend", backend, "--seed", str(seed), *options]
-    before, started = load(), time.perf_counter()
-    OUT.mkdir(exist_ok=True)
-    # cwd: not the repository, whose stale dlkit.egg-info (if any) would shadow the installed entry points
-    env = {**os.environ, **({"OMP_NUM_THREADS": str(threads)} if threads else {})}
-    proc = subprocess.run(DLKIT + cmd[1:] + ["--out", str(out)], capture_output=True, text=True, cwd=OUT, env=env)
-    if proc.returncode != 0:
-        sys.exit(f"failed ({proc.returncode}): {' '.join(cmd)}\n{proc.stderr[-3000:]}")
-    run = next((out / "dqn").iterdir())
-    metrics = json.loads((run / "metrics.json").read_text())
+    done = common.train("dqn", backend, "--seed", str(seed), *options, tag=f"-seed{seed}",
+                        env={"OMP_NUM_THREADS": str(threads)} if threads else None)
+    metrics = done.metrics
     steps = metrics["steps_completed"]
-    row = {"command": " ".join(cmd), "omp_num_threads": threads, "backend": metrics["backend"], "seed": seed, "run": str(run),
-           "env": metrics["dataset"], "steps": steps, "test": metrics["test"], "train_time_s": metrics["train_time_s"],
-           "steps_per_s": round(steps / metrics["train_time_s"], 1), "process_wall_s": round(time.perf_counter() - started, 1),
-           "load_before": before, "load_after": load(), "date": time.strftime("%Y-%m-%d %H:%M")}
-    record(row)
+    row = {"command": done.command, "omp_num_threads": threads, "backend": metrics["backend"], "seed": seed,
+           "run": str(done.run), "env": metrics["dataset"], "steps": steps, "test": metrics["test"],
+           "train_time_s": metrics["train_time_s"], "steps_per_s": round(steps / metrics["train_time_s"], 1),
+           "process_wall_s": done.wall_s, "load_before": done.load_before, "load_after": done.load_after,
+           "date": time.strftime("%Y-%m-%d %H:%M")}
+    common.record("dqn", row)
     return row
 
 

@@ -22,6 +22,8 @@ import sys
 import time
 from pathlib import Path
 
+import common
+
 HERE = Path(__file__).resolve().parent
 OUT = HERE / "out"
 DLKIT = [sys.executable, "-m", "dlkit"]
@@ -62,16 +64,6 @@ print(json.dumps(result))
 """
 
 
-def load() -> str:
-    return " ".join(f"{x:.2f}" for x in os.getloadavg())
-
-
-def record(row: dict) -> None:
-    OUT.mkdir(exist_ok=True)
-    with open(OUT / "gpt.jsonl", "a") as fh:
-        fh.write(json.dumps(row) + "\n")
-
-
 def options_dict(options: list[str]) -> dict:
     """``--width 256 --context 64`` → {"width": 256, "context": 64} (numbers only: what speed needs)."""
     values = {}
@@ -84,15 +76,15 @@ def speed(backends: list[str], options: list[str]) -> None:
     print("| backend | train_on_batch ms/step | GradientStep ms/step | load before → after |")
     print("|---|---|---|---|")
     for backend in backends:
-        before = load()
+        before = common.load_average()
         proc = subprocess.run([sys.executable, "-c", STEP_TIMER, json.dumps(options_dict(options))],
                               capture_output=True, text=True, env={**os.environ, "KERAS_BACKEND": backend})
         if proc.returncode != 0:
             sys.exit(f"{backend} failed:\n{proc.stderr[-3000:]}")
         result = json.loads(proc.stdout.strip().splitlines()[-1])
-        row = {"kind": "speed", "options": options, "load_before": before, "load_after": load(),
+        row = {"kind": "speed", "options": options, "load_before": before, "load_after": common.load_average(),
                "date": time.strftime("%Y-%m-%d %H:%M"), **result}
-        record(row)
+        common.record("gpt", row)
         print(f"| {backend} | {result['train_on_batch']} | {result['GradientStep']} | {before} → {row['load_after']} |",
               flush=True)
 
@@ -100,7 +92,7 @@ def speed(backends: list[str], options: list[str]) -> None:
 def train(backend: str, options: list[str]) -> None:
     out = OUT / "runs" / f"gpt-{backend}-{time.strftime('%Y%m%d-%H%M%S')}"
     cmd = ["dlkit", "train", "gpt", "--backend", backend, *options]
-    before, started = load(), time.perf_counter()
+    before, started = common.load_average(), time.perf_counter()
     proc = subprocess.Popen(DLKIT + cmd[1:] + ["--out", str(out)], stdout=subprocess.PIPE, text=True,
                             env={**os.environ, "PYTHONUNBUFFERED": "1"})
     curve = []
@@ -111,7 +103,7 @@ def train(backend: str, options: list[str]) -> None:
         if match:
             step, loss, val, _, loop = match.groups()
             point = {"step": int(step), "wall_s": round(time.perf_counter() - started, 1), "loop_s": float(loop),
-                     "loss": float(loss), "val_loss": float(val), "load": load()}
+                     "loss": float(loss), "val_loss": float(val), "load": common.load_average()}
             curve.append(point)
             print(f"| {step} | {point['wall_s']} | {loop} | {loss} | {val} | {point['load']} |", flush=True)
         else:
@@ -121,10 +113,10 @@ def train(backend: str, options: list[str]) -> None:
     run = next((out / "gpt").iterdir())
     metrics = json.loads((run / "metrics.json").read_text())
     row = {"kind": "train", "command": " ".join(cmd), "backend": backend, "run": str(run), "curve": curve,
-           "load_before": before, "load_after": load(), "process_wall_s": round(time.perf_counter() - started, 1),
+           "load_before": before, "load_after": common.load_average(), "process_wall_s": round(time.perf_counter() - started, 1),
            "date": time.strftime("%Y-%m-%d %H:%M"), "test": metrics["test"], "train_time_s": metrics["train_time_s"],
            "seconds_per_step": metrics.get("seconds_per_step")}
-    record(row)
+    common.record("gpt", row)
     print(f"\nfinal: val_loss {metrics['test']['val_loss']:.4f} on the whole validation text | "
           f"{row['process_wall_s']} s wall | load {before} → {row['load_after']} | run {run}")
 
@@ -137,15 +129,15 @@ def generate(run: str, backend: str | None, tokens: int, options: list[str]) -> 
         cmd = ["dlkit", "generate", run, "--tokens", str(tokens), cache, "--out", str(out), *options]
         if backend:
             cmd += ["--backend", backend]
-        before = load()
+        before = common.load_average()
         proc = subprocess.run(DLKIT + cmd[1:], capture_output=True, text=True)
         if proc.returncode != 0:
             sys.exit(f"failed ({proc.returncode}): {' '.join(cmd)}\n{proc.stderr[-3000:]}")
         summary = json.loads((out / "generation.json").read_text())
-        row = {"kind": "generate", "command": " ".join(cmd), "load_before": before, "load_after": load(),
+        row = {"kind": "generate", "command": " ".join(cmd), "load_before": before, "load_after": common.load_average(),
                "date": time.strftime("%Y-%m-%d %H:%M"), "backend": summary["backend"], **summary["summary"],
                "sample": (out / "sample.txt").read_text(encoding="utf-8")}
-        record(row)
+        common.record("gpt", row)
         print(f"| {cache} | {row['tokens_per_s']} | {row['compile_s']} | {before} → {row['load_after']} |", flush=True)
     print(f"\nsample ({summary['backend']}):\n{row['sample']}")
 

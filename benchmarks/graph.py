@@ -23,18 +23,10 @@ import tempfile
 import time
 from pathlib import Path
 
+import common
+
 HERE = Path(__file__).resolve().parent
 OUT = HERE / "out"
-
-
-def load() -> str:
-    return " ".join(f"{x:.2f}" for x in os.getloadavg())
-
-
-def record(row: dict) -> None:
-    OUT.mkdir(exist_ok=True)
-    with open(OUT / "graph.jsonl", "a") as fh:
-        fh.write(json.dumps(row) + "\n")
 
 
 def train_seeds(algo: str, data: str, backend: str, seeds: int, options: dict) -> list[dict]:
@@ -44,16 +36,16 @@ def train_seeds(algo: str, data: str, backend: str, seeds: int, options: dict) -
     rows = []
     with tempfile.TemporaryDirectory() as out:
         for seed in range(seeds):
-            before, start = load(), time.perf_counter()
+            before, start = common.load_average(), time.perf_counter()
             run = dlkit.train(algo, backend=backend, out=out, echo=lambda *a: None, data=data, seed=seed, **options)
             metrics = run.metrics
             row = {"mode": "accuracy", "algo": algo, "data": data, "backend": metrics["backend"], "seed": seed,
                    "options": options, "accuracy": metrics["test"]["accuracy"],
                    "val_accuracy": metrics["test"]["val_accuracy"], "epochs": metrics["epochs_completed"],
                    "seconds_per_epoch": metrics.get("seconds_per_epoch"), "train_time_s": metrics["train_time_s"],
-                   "wall_s": round(time.perf_counter() - start, 1), "load_before": before, "load_after": load(),
+                   "wall_s": round(time.perf_counter() - start, 1), "load_before": before, "load_after": common.load_average(),
                    "date": time.strftime("%Y-%m-%d %H:%M")}
-            record(row)
+            common.record("graph", row)
             print(f"  {algo} {data} seed {seed}: {100 * row['accuracy']:.1f}% after {row['epochs']} epochs, "
                   f"{row['seconds_per_epoch']} s/epoch, {row['wall_s']} s (load {before} → {row['load_after']})",
                   flush=True)
@@ -94,7 +86,7 @@ def speed(args) -> None:
     for algo in args.algos.split(","):
         for data in args.data.split(","):
             for backend in args.backends.split(","):
-                before = load()
+                before = common.load_average()
                 code = (f"import dlkit, json; r = dlkit.train({algo!r}, backend={backend!r}, out={str(OUT / 'runs')!r}, "
                         f"echo=lambda *a: None, data={data!r}, epochs={args.epochs}, patience=0); "
                         f"print(json.dumps(r.metrics))")
@@ -105,10 +97,10 @@ def speed(args) -> None:
                 metrics = json.loads(proc.stdout.strip().splitlines()[-1])
                 row = {"mode": "speed", "algo": algo, "data": data, "backend": metrics["backend"],
                        "epochs": metrics["epochs_completed"], "seconds_per_epoch": metrics["seconds_per_epoch"],
-                       "load_before": before, "load_after": load(), "date": time.strftime("%Y-%m-%d %H:%M"),
+                       "load_before": before, "load_after": common.load_average(), "date": time.strftime("%Y-%m-%d %H:%M"),
                        "command": f"python benchmarks/graph.py speed --algos {algo} --data {data} "
                                   f"--backends {backend} --epochs {args.epochs}"}
-                record(row)
+                common.record("graph", row)
                 print(f"| {algo} | {data} | {backend} | {row['seconds_per_epoch']:.3f} | {row['epochs']} | "
                       f"{before} → {row['load_after']} |", flush=True)
 

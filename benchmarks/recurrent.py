@@ -14,42 +14,22 @@ to benchmarks/out/recurrent.jsonl, with the command and the load average before 
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import subprocess
-import sys
 import time
-from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-OUT = HERE / "out"
-DLKIT = [sys.executable, "-m", "dlkit"]
-
-
-def load() -> str:
-    return " ".join(f"{x:.2f}" for x in os.getloadavg())
+import common
 
 
 def train(algo: str, backend: str, *options: str) -> dict:
     """One ``dlkit train`` process; returns its metrics.json plus the command and load averages."""
-    out = OUT / "runs" / f"{algo}-{backend}-{time.strftime('%Y%m%d-%H%M%S')}"
-    cmd = ["dlkit", "train", algo, "--backend", backend, *options]
-    before, start = load(), time.perf_counter()
-    proc = subprocess.run(DLKIT + cmd[1:] + ["--out", str(out)], capture_output=True, text=True)
-    wall = time.perf_counter() - start
-    if proc.returncode != 0:
-        sys.exit(f"failed ({proc.returncode}): {' '.join(cmd)}\n{proc.stderr[-3000:]}")
-    run = next((out / algo).iterdir())
-    metrics = json.loads((run / "metrics.json").read_text())
-    row = {"command": " ".join(cmd), "algo": algo, "backend": backend, "run": str(run),
-           "load_before": before, "load_after": load(), "process_wall_s": round(wall, 1),
+    done = common.train(algo, backend, *options)
+    metrics = done.metrics
+    row = {"command": done.command, "algo": algo, "backend": backend, "run": str(done.run),
+           "load_before": done.load_before, "load_after": done.load_after, "process_wall_s": done.wall_s,
            "date": time.strftime("%Y-%m-%d %H:%M"), "test": metrics["test"],
            "seconds_per_epoch": metrics.get("seconds_per_epoch"), "train_time_s": metrics.get("train_time_s"),
            "train_samples": metrics.get("train_samples")}
     row["test"].pop("confusion_matrix", None)
-    OUT.mkdir(exist_ok=True)
-    with open(OUT / "recurrent.jsonl", "a") as fh:
-        fh.write(json.dumps(row) + "\n")
+    common.record("recurrent", row)
     return row
 
 

@@ -15,43 +15,27 @@ import argparse
 import json
 import os
 import re
-import subprocess
 import sys
 import time
-from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-OUT = HERE / "out"
-DLKIT = [sys.executable, "-m", "dlkit"]
+import common
+
 EPOCH_LINE = re.compile(r"^\s*\d+/\d+ - (\d+(?:\.\d+)?)(m?s) - (\d+(?:\.\d+)?)(m?s)/step")  # "313/313 - 25s - 80ms/step"
-
-
-def load() -> str:
-    return " ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
 def train(backend: str, *options: str) -> dict:
     """One ``dlkit train seq2seq`` process; its metrics.json plus the command, epoch times and load averages."""
-    out = OUT / "runs" / f"seq2seq-{backend}-{time.strftime('%Y%m%d-%H%M%S')}"
-    cmd = ["dlkit", "train", "seq2seq", "--backend", backend, *options]
-    before, start = load(), time.perf_counter()
-    # started outside the repository, where no stale dlkit.egg-info can shadow the installed entry points
-    proc = subprocess.run(DLKIT + cmd[1:] + ["--out", str(out)], capture_output=True, text=True, cwd=OUT)
-    wall = time.perf_counter() - start
-    if proc.returncode != 0:
-        sys.exit(f"failed ({proc.returncode}): {' '.join(cmd)}\n{proc.stderr[-3000:]}")
-    run = next((out / "seq2seq").iterdir())
-    metrics = json.loads((run / "metrics.json").read_text())
-    lines = [m for m in map(EPOCH_LINE.match, proc.stdout.splitlines()) if m]
+    done = common.train("seq2seq", backend, *options)
+    metrics = done.metrics
+    lines = [m for m in map(EPOCH_LINE.match, done.stdout.splitlines()) if m]
     epochs = [float(m[1]) / (1000 if m[2] == "ms" else 1) for m in lines]
     steps = [float(m[3]) / (1000 if m[4] == "ms" else 1) for m in lines]
-    row = {"command": " ".join(cmd), "backend": backend, "run": str(run), "load_before": before,
-           "load_after": load(), "process_wall_s": round(wall, 1), "date": time.strftime("%Y-%m-%d %H:%M"),
-           "config": json.loads((run / "config.json").read_text())["config"], "test": metrics["test"],
+    row = {"command": done.command, "backend": backend, "run": str(done.run), "load_before": done.load_before,
+           "load_after": done.load_after, "process_wall_s": done.wall_s, "date": time.strftime("%Y-%m-%d %H:%M"),
+           "config": json.loads((done.run / "config.json").read_text())["config"], "test": metrics["test"],
            "epoch_seconds": epochs, "step_seconds": steps, "seconds_per_epoch": metrics.get("seconds_per_epoch"),
            "train_time_s": metrics.get("train_time_s"), "wall_time_s": metrics.get("wall_time_s")}
-    with open(OUT / "seq2seq.jsonl", "a") as fh:
-        fh.write(json.dumps(row) + "\n")
+    common.record("seq2seq", row)
     return row
 
 
@@ -103,7 +87,6 @@ def main() -> None:
     s.add_argument("--backends", default="tensorflow,jax,torch")
     s.add_argument("--epochs", type=int, default=2)
     args = parser.parse_args(argv)
-    OUT.mkdir(exist_ok=True)
     {"defaults": defaults, "speed": speed}[args.mode](args, extra)
 
 

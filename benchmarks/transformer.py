@@ -14,44 +14,22 @@ the load average before and after (the machine may be shared: the seconds are on
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import subprocess
-import sys
 import time
-from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-OUT = HERE / "out"
-# the console script beside this Python, not ``python -m dlkit``: -m puts the working directory first
-# on sys.path, where a stale dlkit.egg-info of a source checkout hides newly registered plugins
-DLKIT = [str(Path(sys.executable).with_name("dlkit"))]
-
-
-def load() -> str:
-    return " ".join(f"{x:.2f}" for x in os.getloadavg())
+import common
 
 
 def train(backend: str, *options: str) -> dict:
     """One ``dlkit train transformer`` process; returns its metrics plus the command and load averages."""
-    out = OUT / "runs" / f"transformer-{backend}-{time.strftime('%Y%m%d-%H%M%S')}"
-    cmd = ["dlkit", "train", "transformer", "--backend", backend, *options]
-    before, start = load(), time.perf_counter()
-    proc = subprocess.run(DLKIT + cmd[1:] + ["--out", str(out)], capture_output=True, text=True)
-    wall = time.perf_counter() - start
-    if proc.returncode != 0:
-        sys.exit(f"failed ({proc.returncode}): {' '.join(cmd)}\n{proc.stderr[-3000:]}")
-    run = next((out / "transformer").iterdir())
-    metrics = json.loads((run / "metrics.json").read_text())
-    row = {"command": " ".join(cmd), "backend": backend, "run": str(run), "load_before": before,
-           "load_after": load(), "process_wall_s": round(wall, 1), "date": time.strftime("%Y-%m-%d %H:%M"),
+    done = common.train("transformer", backend, *options)
+    metrics = done.metrics
+    row = {"command": done.command, "backend": backend, "run": str(done.run), "load_before": done.load_before,
+           "load_after": done.load_after, "process_wall_s": done.wall_s, "date": time.strftime("%Y-%m-%d %H:%M"),
            "test": metrics["test"], "epochs_completed": metrics.get("epochs_completed"),
            "seconds_per_epoch": metrics.get("seconds_per_epoch"), "train_time_s": metrics.get("train_time_s"),
            "train_samples": metrics.get("train_samples")}
     row["test"].pop("confusion_matrix", None)
-    OUT.mkdir(exist_ok=True)
-    with open(OUT / "transformer.jsonl", "a") as fh:
-        fh.write(json.dumps(row) + "\n")
+    common.record("transformer", row)
     return row
 
 
