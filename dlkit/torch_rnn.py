@@ -19,14 +19,9 @@ This reaches into ``keras.src.backend.torch.rnn``: if a Keras release renames th
 """
 from __future__ import annotations
 
-_installed = False
-
 
 def install() -> bool:
     """Patch Keras' torch CPU fallbacks (idempotent); True when the fused kernels are in use."""
-    global _installed
-    if _installed:
-        return True
     import importlib
 
     try:
@@ -36,6 +31,8 @@ def install() -> bool:
         rnn = importlib.import_module("keras.src.backend.torch.rnn")
     except ImportError:
         return False
+    if hasattr(getattr(rnn, "_fallback_lstm", None), "keras_loop"):  # installed already: the wrappers keep Keras' originals
+        return True
     names = ("_fallback_lstm", "_fallback_gru", "_cudnn_lstm", "_cudnn_gru")
     if not all(callable(getattr(rnn, name, None)) for name in names):
         return False
@@ -64,5 +61,4 @@ def install() -> bool:
 
     fallback_lstm.keras_loop, fallback_gru.keras_loop = keras_lstm, keras_gru  # the reference, for the test
     rnn._fallback_lstm, rnn._fallback_gru = fallback_lstm, fallback_gru
-    _installed = True
     return True
