@@ -29,13 +29,13 @@ HERE = Path(__file__).resolve().parent
 OUT = HERE / "out"
 
 
-def train_seeds(algo: str, data: str, backend: str, seeds: int, options: dict) -> list[dict]:
-    """Train ``algo`` on ``data`` for seeds 0 … seeds-1 in this process; one row per run."""
+def train_seeds(algo: str, data: str, backend: str, seeds: int, options: dict, first_seed: int = 0) -> list[dict]:
+    """Train ``algo`` on ``data`` for seeds first_seed … first_seed+seeds-1 in this process; one row per run."""
     import dlkit
 
     rows = []
     with tempfile.TemporaryDirectory() as out:
-        for seed in range(seeds):
+        for seed in range(first_seed, first_seed + seeds):
             before, start = common.load_average(), time.perf_counter()
             run = dlkit.train(algo, backend=backend, out=out, echo=lambda *a: None, data=data, seed=seed, **options)
             metrics = run.metrics
@@ -70,7 +70,7 @@ def accuracy(args) -> None:
     lines = []
     for algo in args.algos.split(","):
         for data in args.data.split(","):
-            rows = train_seeds(algo, data, args.backend, args.seeds, {})
+            rows = train_seeds(algo, data, args.backend, args.seeds, {}, args.first_seed)
             lines.append(summary(rows))
             print(lines[-1], flush=True)
     print("\n".join(["", "| plugin | data | test accuracy % (mean ± std) | min–max | epochs (range) | "
@@ -112,6 +112,8 @@ def main() -> None:
     acc.add_argument("--algos", default="gcn,gat")
     acc.add_argument("--data", default="cora,citeseer,pubmed")
     acc.add_argument("--seeds", type=int, default=10)
+    acc.add_argument("--first-seed", type=int, default=0,
+                     help="continue a stopped series: seeds first … first+seeds-1 (rows append to graph.jsonl)")
     acc.add_argument("--backend", default="tensorflow")
     spd = sub.add_parser("speed", help="seconds per epoch on each backend")
     spd.add_argument("--algos", default="gcn,gat")

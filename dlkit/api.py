@@ -32,14 +32,16 @@ BACKENDS = ("tensorflow", "jax", "torch")
 
 
 def option(default: Any, help: str, *, choices: tuple | None = None,
-           min: float | None = None, max: float | None = None) -> Any:
+           min: float | None = None, max: float | None = None, short: str | None = None) -> Any:
     """A config field that becomes a CLI option: ``--kebab-name`` with this help, range and choices.
 
     Types: ``int``, ``float``, ``str``, ``bool`` (``--flag/--no-flag``), ``tuple[int, ...]`` (and of
     float or str: ``--hidden 512,256``; ``min``/``max`` apply to each item) and ``X | None`` (an
-    optional value: default ``None``, ``none`` on the command line).
+    optional value: default ``None``, ``none`` on the command line). ``short`` adds a one-letter
+    spelling such as ``"-n"`` (``dlkit generate RUN -n 64``).
     """
-    return field(default=default, metadata={"help": help, "choices": choices, "min": min, "max": max})
+    return field(default=default, metadata={"help": help, "choices": choices, "min": min, "max": max,
+                                            "short": short})
 
 
 @dataclass

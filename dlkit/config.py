@@ -138,7 +138,9 @@ def click_options(cls: type, datasets: tuple[str, ...] = ()) -> list[click.Optio
         else:
             shown = ",".join(map(str, default)) if isinstance(default, tuple) else \
                 ("none" if default is None else default)
-            options.append(click.Option([flag_name(f.name), f.name], type=param_type(f, ftype, _choices(f, datasets)),
+            short = [f.metadata["short"]] if f.metadata.get("short") else []
+            options.append(click.Option([flag_name(f.name), *short, f.name],
+                                        type=param_type(f, ftype, _choices(f, datasets)),
                                         default=default, show_default=str(shown), help=f.metadata.get("help")))
     return options
 

@@ -31,6 +31,18 @@ def test_every_field_becomes_an_option_with_type_default_and_help():
     assert options["bias"].is_flag and options["bias"].secondary_opts == ["--no-bias"]
 
 
+def test_a_short_spelling_parses_like_the_long_one():
+    @dataclass
+    class Samples:
+        samples: int = option(64, "Samples.", min=1, short="-n")
+
+    command = click.Command("generate", params=click_options(Samples), callback=lambda **kw: kw)
+    assert command.main(["-n", "8"], standalone_mode=False) == {"samples": 8}
+    assert command.main(["--samples", "9"], standalone_mode=False) == {"samples": 9}
+    with pytest.raises(click.BadParameter, match="0 is not in the range x>=1"):
+        command.main(["-n", "0"], standalone_mode=False)
+
+
 def test_plugin_defaults_override_the_common_ones():
     assert CNNConfig().epochs == 3 and MLPConfig().epochs == 10
     assert {r["option"] for r in describe(MLPConfig)} >= {"--activation", "--hidden", "--epochs"}
