@@ -71,3 +71,31 @@ def confusion_matrix(matrix: list[list[int]], class_names: tuple[str, ...], path
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def image_grid(images, path: Path, columns: int | None = None, scale: int = 2) -> Path:
+    """Tile images (N, H, W, C) with values in [0, 1] into one PNG, row by row, 2 px gaps.
+
+    ``columns`` defaults to a square-ish grid; ``scale`` enlarges each pixel (28×28 digits are small
+    on a screen). Written pixel for pixel (no figure, no axes), so the file is the samples themselves.
+    """
+    import numpy as np
+
+    plt = _pyplot()
+    images = np.clip(np.asarray(images, dtype="float32"), 0.0, 1.0)
+    if images.ndim != 4 or len(images) == 0:
+        raise ValueError(f"image_grid needs images shaped (N, H, W, C) with N > 0, got {images.shape}")
+    n, h, w, c = images.shape
+    columns = columns or int(np.ceil(np.sqrt(n)))
+    rows = int(np.ceil(n / columns))
+    gap = 2
+    canvas = np.ones((rows * (h + gap) - gap, columns * (w + gap) - gap, c), dtype="float32")
+    for i, image in enumerate(images):
+        r, k = divmod(i, columns)
+        canvas[r * (h + gap):r * (h + gap) + h, k * (w + gap):k * (w + gap) + w] = image
+    canvas = canvas.repeat(scale, axis=0).repeat(scale, axis=1)
+    if c == 1:
+        plt.imsave(path, canvas[..., 0], cmap="gray", vmin=0.0, vmax=1.0)
+    else:
+        plt.imsave(path, canvas)
+    return path

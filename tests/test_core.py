@@ -211,3 +211,17 @@ def test_default_hooks_are_chosen_by_task():
     with pytest.raises(DlkitError, match="plugin 's' has task 'generation', which has no default evaluate"):
         tasks.hook(Sampler(), "evaluate")
     assert tasks.hook(Sampler(), "extra_plots").__self__.__class__ is Sampler
+
+
+def test_image_grid_tiles_the_samples_pixel_for_pixel(tmp_path):
+    import matplotlib.image
+
+    from dlkit.plots import image_grid
+
+    images = np.zeros((5, 4, 3, 1), dtype="float32")
+    images[4] = 1.0  # the last image white, the others black
+    grid = matplotlib.image.imread(image_grid(images, tmp_path / "grid.png", columns=2, scale=1))
+    assert grid.shape[:2] == (3 * 4 + 2 * 2, 2 * 3 + 2)     # 3 rows, 2 columns, 2-pixel gaps
+    assert grid[12:16, 0:3, 0].min() == 1.0 and grid[0:4, 0:3, 0].max() == 0.0
+    with pytest.raises(ValueError, match=r"\(N, H, W, C\)"):
+        image_grid(np.zeros((0, 4, 4, 1)), tmp_path / "empty.png")
