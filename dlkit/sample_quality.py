@@ -260,7 +260,7 @@ def _load_data(dataset: str):
                               f"first, on its dataset: {first_line(exc)}") from None
 
 
-def _train(dataset: str, target: Path, echo) -> ReferenceClassifier:
+def _train(dataset: str, data, target: Path, echo) -> ReferenceClassifier:
     """Train the reference classifier by the recipe and write its cache folder atomically."""
     import keras
     import numpy as np
@@ -268,7 +268,6 @@ def _train(dataset: str, target: Path, echo) -> ReferenceClassifier:
     from dlkit.optimizers import adam_cosine
     from dlkit.training import library_versions
 
-    data = _load_data(dataset)
     train, held = _split(dataset, data)
     echo(f"training the {dataset} reference classifier for sample quality ({EPOCHS[dataset]} epochs on {train:,} "
          f"images, once; cached in {target}) …")
@@ -364,6 +363,7 @@ def reference_classifier(dataset: str, echo=print) -> ReferenceClassifier:
     try:
         reference = _load(dataset, target)
     except Exception:  # noqa: BLE001 - absent, partial or corrupt: all mean "train it"
+        data = _load_data(dataset)  # first: a dataset missing offline is refused before anything is written
         with _lock(target):
             try:  # another process may have trained it while this one waited for the lock
                 reference = _load(dataset, target)
@@ -371,7 +371,7 @@ def reference_classifier(dataset: str, echo=print) -> ReferenceClassifier:
                 if target.exists():
                     echo(f"the cached {dataset} reference classifier in {target} is unusable ({first_line(exc)}); "
                          f"training it again")
-                reference = _train(dataset, target, echo)
+                reference = _train(dataset, data, target, echo)
     _LOADED[key] = reference
     return reference
 
