@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from pathlib import Path
 
 
 def dense_reference(x, senders, receivers, kernel):
@@ -94,6 +95,48 @@ def train(out: str) -> dict:
                           "gat": {"epochs": 3, "heads": 2, "hidden": 4, "patience": 2}}.items():
         run = dlkit.train(algo, backend=backend, out=out, echo=lambda *a: None, data="cora", **options)
         found["runs"][algo] = {"path": str(run.path), "metrics": run.metrics}
+    if backend == "jax":  # resume is backend-independent core + plugin code: one backend is enough
+        found["resume"] = interrupted_then_resumed(f"{out}/resume")
+    return found
+
+
+def interrupted_then_resumed(out: str) -> dict:
+    """gat stopped by Ctrl-C after epoch 10 of 20 (SIGINT raised from run.log), then resumed, beside an
+    uninterrupted run of the same config: the history, the early-stopping state and the metrics. (gcn trains
+    through the same loop in planetoid.py, without early stopping.)"""
+    import signal
+
+    import dlkit
+    from dlkit.errors import TrainingInterrupted
+    from dlkit.runs import Run
+
+    backend = os.environ["KERAS_BACKEND"]
+    found = {}
+    original_log = Run.log
+
+    def log_then_interrupt(self, index, **metrics):
+        original_log(self, index, **metrics)
+        if index == 10:
+            signal.raise_signal(signal.SIGINT)  # what Ctrl-C does: the loop stops before epoch 11
+
+    for algo, options in {"gat": {"heads": 2, "hidden": 4, "patience": 5}}.items():
+        options = {"data": "cora", "epochs": 20, **options}
+        whole = dlkit.train(algo, backend=backend, out=f"{out}/whole", echo=lambda *a: None, **options)
+        Run.log = log_then_interrupt
+        try:
+            dlkit.train(algo, backend=backend, out=f"{out}/cut", echo=lambda *a: None, **options)
+            raise AssertionError("the run was not interrupted")
+        except TrainingInterrupted as exc:
+            message = str(exc)
+        finally:
+            Run.log = original_log
+        cut_path = next(Path(out, "cut", algo).iterdir())
+        cut = {"metrics": json.loads((cut_path / "metrics.json").read_text()),
+               "history": (cut_path / "history.csv").read_text()}
+        resumed = dlkit.training.resume(cut_path, echo=lambda *a: None)
+        found[algo] = {"message": message, "cut": cut, "resumed": resumed.metrics,
+                       "resumed_history": (cut_path / "history.csv").read_text(), "whole": whole.metrics,
+                       "whole_history": (whole.path / "history.csv").read_text()}
     return found
 
 

@@ -1,7 +1,7 @@
 """gcn and gat: the Planetoid reader (node, edge and feature counts, the public split, CiteSeer's
 isolated test nodes); the graph layers against dense NumPy on TensorFlow, JAX and PyTorch; a few
-epochs of each plugin on real Cora on each backend, each run reloaded on another backend; bad input
-refused in one line.
+epochs of each plugin on real Cora on each backend, each run reloaded on another backend; gat
+interrupted by Ctrl-C and resumed to the uninterrupted result; bad input refused in one line.
 
 Starting a backend costs more than the tiny trainings, so tests/graph_check.py does the Keras work in
 one process per backend, two processes at a time.
@@ -140,6 +140,20 @@ def test_trains_on_cora_and_reloads_on_another_backend(found, backend, algo):
 
 
 # -- bad input: one line, exit 1 ------------------------------------------------------------------------------
+def test_gat_interrupted_by_ctrl_c_resumes_to_the_uninterrupted_result(found):
+    """Ctrl-C after epoch 10 of 20, then --resume: the same 14 history rows (early stopping's patience counts
+    across the interruption), the same kept epoch and the same test metrics as a run never interrupted."""
+    resumed = found["jax"]["resume"]["gat"]
+    assert "--resume" in resumed["message"]
+    assert resumed["cut"]["metrics"]["status"] == "interrupted" and resumed["cut"]["metrics"]["epochs_completed"] == 10
+    assert len(resumed["cut"]["history"].strip().splitlines()) == 1 + 10
+    assert resumed["resumed"]["status"] == "completed" and resumed["resumed"]["resumed"][0]["from"] == 10
+    assert resumed["resumed_history"] == resumed["whole_history"]
+    assert resumed["resumed"]["epochs_completed"] == resumed["whole"]["epochs_completed"] < 20  # stopped early
+    for key in ("accuracy", "loss", "val_accuracy"):
+        assert resumed["resumed"]["test"][key] == pytest.approx(resumed["whole"]["test"][key], abs=1e-6)
+
+
 @pytest.mark.parametrize("args, message", [
     (["gcn", "--hidden", "0"], "'--hidden': 0 is not in the range x>=1"),
     (["gat", "--heads", "0"], "'--heads': 0 is not in the range x>=1"),
