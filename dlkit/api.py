@@ -67,6 +67,8 @@ class TrainConfig(BaseConfig):
                                  min=0.0, max=0.5)
     patience: int = option(0, "Stop early after N epochs without validation improvement (0 = off; needs a "
                               "validation split).", min=0)
+    bn_batches: int = option(50, "After training, set batch-norm statistics to their values over N training "
+                                  "batches (0 = keep the moving averages; models without batch norm skip it).", min=0)
 
 
 @dataclass

@@ -61,6 +61,7 @@ class Run:
         self.completed = 0            # epochs/steps done and checkpointed
         self.history: dict[str, list] = {}
         self.stop_requested = False
+        self.batchnorm: dict | None = None  # what reestimate_batch_norm did, for metrics.json
 
     @property
     def epochs_completed(self) -> int:
@@ -372,7 +373,24 @@ class Run:
         model.fit(x, y, batch_size=batch_size, epochs=epochs, initial_epoch=self.start,
                   validation_data=validation_data, callbacks=self.callbacks(cfg, offset=0) + list(callbacks or []),
                   verbose=self.progress_verbosity, **fit_kwargs)
+        from dlkit import batchnorm
+
+        count = getattr(cfg, "bn_batches", batchnorm.BATCHES)
+        if count and batchnorm.batch_norm_layers(model):
+            self.reestimate_batch_norm(model, batchnorm.training_batches(x, batch_size, count, cfg.seed), count)
         return self.metric_history()
+
+    def reestimate_batch_norm(self, model, batches, num_batches: int | None = None) -> dict | None:
+        """After the last step: batch-norm statistics set to their exact values over training ``batches``.
+
+        The moving averages lag the weights, most in short runs (dlkit/batchnorm.py). ``run.fit`` calls
+        this with ``cfg.bn_batches`` batches; a hand-written loop calls it with batches of its model's
+        inputs. Recorded in metrics.json; a model without batch norm is left alone.
+        """
+        from dlkit import batchnorm
+
+        self.batchnorm = batchnorm.reestimate(model, batches, num_batches=num_batches) or self.batchnorm
+        return self.batchnorm
 
     def callbacks(self, cfg, offset: int | None = None) -> list:
         """Callbacks for ``model.fit``: stop on Ctrl-C, log and checkpoint every epoch, early stopping.

@@ -238,6 +238,10 @@ def _fit(entry: PluginEntry, plugin: Algorithm, cfg: BaseConfig, data: Dataset, 
         run.write_metrics(record)
         raise
 
+    if run.batchnorm:  # statistics re-estimated after the last step (dlkit/batchnorm.py)
+        record["batchnorm_reestimated"] = run.batchnorm
+        echo(f"batch norm: statistics of {run.batchnorm['layers']} layer(s) re-estimated over "
+             f"{run.batchnorm['batches']} training batches in {run.batchnorm['seconds']} s")
     run.save_model(model)
     run.discard_checkpoint()  # completed: model.keras is the result, and --resume is refused
     # what run.log recorded covers a resumed run's earlier epochs too; a plugin's own history otherwise
