@@ -78,13 +78,9 @@ RECIPE = ("conv3x3(32)-BN-ReLU-maxpool2, conv3x3(64)-BN-ReLU-maxpool2, dropout 0
 COVERED_SHARE = 0.1
 
 
-def _reference_root() -> Path:
-    return datasets.keras_cache_dir().parent / "dlkit" / "reference"
-
-
 def reference_dir(dataset: str) -> Path:
-    """Where the reference classifier of ``dataset`` is cached."""
-    return _reference_root() / f"{dataset}-{RECIPE_VERSION}"
+    """Where the reference classifier of ``dataset`` is cached: beside the Keras dataset cache."""
+    return datasets.keras_cache_dir().parent / "dlkit" / "reference" / f"{dataset}-{RECIPE_VERSION}"
 
 
 # -- the metrics, in NumPy ------------------------------------------------------------------------------------
@@ -207,9 +203,12 @@ def _checked_images(images, info: dict):
     if images.ndim != 4 or images.shape[1:] != shape:
         raise DlkitError(f"sample quality on {info['dataset']} takes images shaped (N, {', '.join(map(str, shape))}), "
                          f"got {images.shape}")
+    if len(images) < 2:
+        raise DlkitError(f"sample quality needs at least 2 images (the Fréchet distance estimates a covariance), "
+                         f"got {len(images)}")
     if not np.isfinite(images).all():
         raise DlkitError(f"sample quality: {int((~np.isfinite(images)).sum())} pixel values are NaN or infinite")
-    low, high = float(images.min(initial=0.0)), float(images.max(initial=0.0))
+    low, high = float(images.min()), float(images.max())
     if low < -0.5 or high > 1.5:  # [-1, 1] (tanh) or [0, 255] images: a scaling forgotten, not an overshoot
         raise DlkitError(f"sample quality takes images in [0, 1]; these range over [{low:.3g}, {high:.3g}]")
     # small overshoots (a diffusion sample at 1.02) are clipped, as they are when the image is saved
@@ -221,7 +220,7 @@ def _known(dataset: str) -> None:
         raise DlkitError(f"sample quality has reference classifiers for {', '.join(EPOCHS)}, not '{dataset}'")
 
 
-def _split(dataset: str, data) -> tuple[int, int]:
+def _split(data) -> tuple[int, int]:
     """(images the classifier trains on, images held out after them): the held-out slice is test-set sized."""
     held = len(data.x_test)
     return len(data.x_train) - held, held
@@ -268,7 +267,7 @@ def _train(dataset: str, data, target: Path, echo) -> ReferenceClassifier:
     from dlkit.optimizers import adam_cosine
     from dlkit.training import library_versions
 
-    train, held = _split(dataset, data)
+    train, held = _split(data)
     echo(f"training the {dataset} reference classifier for sample quality ({EPOCHS[dataset]} epochs on {train:,} "
          f"images, once; cached in {target}) …")
     started = time.perf_counter()
@@ -385,8 +384,8 @@ def _scores(reference: ReferenceClassifier, images, batch_size: int) -> dict[str
             "frechet_distance": frechet_distance(mu, sigma, reference.mu, reference.sigma),
             **class_statistics(probabilities.argmax(axis=1), info["test_class_frequencies"]),
             "samples": int(len(features)),
-            "reference": {key: info[key] for key in ("dataset", "recipe", "recipe_version", "test_accuracy",
-                                                      "held_out_accuracy", "backend", "path")}}
+            "reference": {**{key: info[key] for key in ("dataset", "recipe", "recipe_version", "test_accuracy",
+                                                         "held_out_accuracy", "path")}, "trained_on": info["backend"]}}
 
 
 def sample_quality(images, dataset: str, *, echo=print, batch_size: int = 500) -> dict[str, Any]:

@@ -38,7 +38,7 @@ def scores() -> dict:
     features, probabilities = reference.outputs(digits.x_test[:16])
     refused = {}
     for name, images in {"shape": np.zeros((4, 28, 28, 1), "float32"), "tanh": digits.x_test * 2 - 1,
-                         "nan": np.full((4, 8, 8, 1), np.nan, "float32")}.items():
+                         "nan": np.full((4, 8, 8, 1), np.nan, "float32"), "one": digits.x_test[:1]}.items():
         try:
             sample_quality(images, "digits")
         except DlkitError as exc:

@@ -185,6 +185,7 @@ def test_bad_images_are_refused_in_one_line(reports):
     refused = reports["jax"]["refused"]
     assert "(N, 8, 8, 1), got (4, 28, 28, 1)" in refused["shape"]
     assert "in [0, 1]" in refused["tanh"] and "NaN" in refused["nan"] and "cifar10" in refused["dataset"]
+    assert "at least 2 images" in refused["one"]
     assert all("\n" not in line for line in refused.values())
 
 
