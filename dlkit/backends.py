@@ -134,3 +134,29 @@ def running_backend() -> str:
     import keras
 
     return keras.backend.backend()
+
+
+def device() -> str:
+    """The device Keras computes on in this process ("cpu (2 cores)", "gpu:0 (NVIDIA H100 …)"), for metrics.json."""
+    import keras
+
+    backend = keras.backend.backend()
+    if backend == "jax":
+        import jax
+
+        first = jax.devices()[0]
+        if first.platform != "cpu":
+            return f"{first.platform}:{first.id} ({first.device_kind}; {len(jax.devices())} device(s))"
+    elif backend == "tensorflow":
+        import tensorflow as tf
+
+        gpus = tf.config.list_logical_devices("GPU")
+        if gpus:
+            details = tf.config.experimental.get_device_details(tf.config.list_physical_devices("GPU")[0])
+            return f"gpu:0 ({details.get('device_name', 'GPU')}; {len(gpus)} device(s))"
+    elif backend == "torch":
+        import torch
+
+        if torch.cuda.is_available():  # Keras' torch backend computes on the first CUDA device when there is one
+            return f"cuda:0 ({torch.cuda.get_device_name(0)}; {torch.cuda.device_count()} device(s))"
+    return f"cpu ({os.cpu_count()} cores)"

@@ -178,13 +178,18 @@ def _train_command(entry: registry.PluginEntry) -> click.Command:
 
     algo = entry.cls
 
-    def callback(backend: str | None, out: str, **options):
+    def callback(backend: str | None, out: str, distribute: str | None, devices: int | None, **options):
         from dlkit import training
 
-        training.train(entry, backend=backend, out=out, echo=click.echo, **options)
+        training.train(entry, backend=backend, out=out, echo=click.echo, distribute=distribute, devices=devices,
+                       **options)
 
     params = [click.Option(["--backend", "-b"], default=None, help=BACKEND_HELP, metavar="NAME"),
-              click.Option(["--out"], default="runs", show_default=True, help="Folder the run folders go under.")]
+              click.Option(["--out"], default="runs", show_default=True, help="Folder the run folders go under."),
+              click.Option(["--distribute"], type=click.Choice(["data-parallel"]), default=None,
+                           help="Train on several devices with keras.distribution (jax backend; docs/distributed.md)."),
+              click.Option(["--devices"], type=int, default=None, metavar="N",
+                           help="With --distribute: how many devices (default: all that jax sees).")]
     params += click_options(algo.config, algo.datasets)
     return click.Command(entry.name, callback=callback, params=params,
                          help=f"{algo.summary}\n\nDatasets: {', '.join(algo.datasets) or '-'}. "

@@ -61,6 +61,8 @@ class Run:
         self.completed = 0            # epochs/steps done and checkpointed
         self.history: dict[str, list] = {}
         self.stop_requested = False
+        self.fitted = False           # whether the plugin trained through fit (data-parallel splits its batches)
+        self.dropped_for_devices = 0  # examples fit left out so that batches split evenly over the devices
         self.batchnorm: dict | None = None  # what reestimate_batch_norm did, for metrics.json
 
     @property
@@ -367,9 +369,15 @@ class Run:
             raise DlkitError("run.fit counts epochs; a plugin with budget_unit 'step' logs and checkpoints "
                              "in its own loop (docs/plugins.md)")
         cfg = self.cfg
+        self.fitted = True  # keras.distribution splits model.fit's batches, not a custom loop's
         epochs = epochs if epochs is not None else cfg.epochs
         if batch_size is None and _is_arrays(x):
             batch_size = getattr(cfg, "batch_size", None)
+        if _is_arrays(x):  # data-parallel: every batch must split evenly over the devices
+            from dlkit import distribute
+
+            x, y, validation_data, self.dropped_for_devices = distribute.even_batches(x, y, batch_size,
+                                                                                      validation_data)
         model.fit(x, y, batch_size=batch_size, epochs=epochs, initial_epoch=self.start,
                   validation_data=validation_data, callbacks=self.callbacks(cfg, offset=0) + list(callbacks or []),
                   verbose=self.progress_verbosity, **fit_kwargs)

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from dlkit import backends, registry, tasks
+from dlkit import distribute as distribute_lib
 from dlkit.api import Algorithm, BaseConfig, Dataset, overrides
 from dlkit.config import make_config
 from dlkit.errors import DlkitError, TrainingInterrupted, first_line, one_line
@@ -54,7 +55,7 @@ def num_examples(tree: Any) -> int:
     return lengths.pop() if lengths else 0
 
 
-def _take(tree: Any, index) -> Any:
+def take(tree: Any, index) -> Any:
     import keras
 
     return None if tree is None else keras.tree.map_structure(lambda a: None if a is None else a[index], tree)
@@ -80,17 +81,17 @@ def prepare(data: Dataset, cfg: BaseConfig) -> Dataset:
         x_train, y_train, x_test, y_test = data.x_train, data.y_train, data.x_test, data.y_test
         num_examples((x_train, y_train)), num_examples((x_test, y_test))  # one length per split, or one line
         if train_n:
-            x_train, y_train = _take(x_train, slice(train_n)), _take(y_train, slice(train_n))
+            x_train, y_train = take(x_train, slice(train_n)), take(y_train, slice(train_n))
         if test_n:
-            x_test, y_test = _take(x_test, slice(test_n)), _take(y_test, slice(test_n))
+            x_test, y_test = take(x_test, slice(test_n)), take(y_test, slice(test_n))
         x_val, y_val = data.x_val, data.y_val  # a loader may bring its own validation split
         if val_fraction > 0 and data.x_val is None:
             n = num_examples((x_train, y_train))
             order = np.random.default_rng(cfg.seed).permutation(n)
             n_val = max(1, int(round(n * val_fraction)))
             val_idx, train_idx = np.sort(order[:n_val]), np.sort(order[n_val:])
-            x_val, y_val = _take(x_train, val_idx), _take(y_train, val_idx)
-            x_train, y_train = _take(x_train, train_idx), _take(y_train, train_idx)
+            x_val, y_val = take(x_train, val_idx), take(y_train, val_idx)
+            x_train, y_train = take(x_train, train_idx), take(y_train, train_idx)
         prepared = dataclasses.replace(data, x_train=x_train, y_train=y_train, x_test=x_test, y_test=y_test,
                                        x_val=x_val, y_val=y_val)
     if getattr(cfg, "patience", 0) and prepared.x_val is None:
@@ -122,11 +123,12 @@ def headline(plugin: Algorithm, metrics: dict) -> str:
 
 # -- train and resume ------------------------------------------------------------------------------
 def train(algorithm: str | PluginEntry, *, backend: str | None = None, out: str = "runs",
-          echo=print, **options: Any) -> Run:
+          echo=print, distribute: str | None = None, devices: int | None = None, **options: Any) -> Run:
     """Train ``algorithm`` and return its :class:`~dlkit.runs.Run` (path, config, metrics, model).
 
     ``options`` are the plugin's config fields (``epochs=1, batch_size=64, data="mnist"`` …), checked
-    exactly as the CLI checks them. Example::
+    exactly as the CLI checks them. ``distribute="data-parallel"`` (with ``devices=N``) trains on several
+    devices through keras.distribution (see dlkit.distribute). Example::
 
         run = dlkit.train("cnn", backend="jax", epochs=1, train_samples=2000)
         run.metrics["test"]["accuracy"]
@@ -134,12 +136,20 @@ def train(algorithm: str | PluginEntry, *, backend: str | None = None, out: str 
     entry = registry.get(algorithm) if isinstance(algorithm, str) else algorithm
     algo, plugin = entry.cls, entry.algorithm()  # one instance, so hooks may share state
     cfg = make_config(algo.config, options, algo.datasets)
+    distribute_lib.check(distribute, devices, backends.normalize(backend))
     backend = backends.activate(backend, algo.backends)  # before the first Keras import
 
     started = time.perf_counter()
     import keras
 
     keras.utils.set_random_seed(cfg.seed)
+    placement = distribute_lib.apply(distribute, devices)  # before the model is built: its variables are placed
+    if placement:
+        try:
+            distribute_lib.check_batch_size(getattr(cfg, "batch_size", None), len(placement["devices"]))
+        except DlkitError:
+            distribute_lib.reset()
+            raise
     data = load_prepared(entry, plugin, cfg)
     run = Run.create(out, entry.name, backend, algo.budget_unit)
     record: dict[str, Any] = {
@@ -149,12 +159,21 @@ def train(algorithm: str | PluginEntry, *, backend: str | None = None, out: str 
         "versions": library_versions(backend), "dataset": data.name,
         "train_samples": num_examples((data.x_train, data.y_train)),
         "test_samples": num_examples((data.x_test, data.y_test)),
+        "device": backends.device(),
     }
+    if placement:
+        record["distribute"] = placement
     run.write_config({"algorithm": entry.name, "distribution": entry.distribution, "version": entry.version,
-                      "backend": backend, "budget_unit": algo.budget_unit, "config": cfg.to_dict()})
+                      "backend": backend, "budget_unit": algo.budget_unit, "config": cfg.to_dict(),
+                      **({"distribute": {"mode": distribute, "devices": devices}} if placement else {})})
     examples = f" ({record['train_samples']} examples)" if record["train_samples"] else ""
-    echo(f"training {entry.name} on {data.name}{examples} with the {record['backend']} backend → {run.path}")
-    return _fit(entry, plugin, cfg, data, run, record, echo, started)
+    on = f" on {len(placement['devices'])} devices (data-parallel)" if placement else ""
+    echo(f"training {entry.name} on {data.name}{examples} with the {record['backend']} backend{on} → {run.path}")
+    try:
+        return _fit(entry, plugin, cfg, data, run, record, echo, started)
+    finally:
+        if placement:
+            distribute_lib.reset()
 
 
 def resume(run_dir: str | Path, *, backend: str | None = None, echo=print) -> Run:
@@ -180,21 +199,31 @@ def resume(run_dir: str | Path, *, backend: str | None = None, echo=print) -> Ru
         raise DlkitError(f"{run.path} has no checkpoint to resume from (no {run.unit} was completed before it "
                          f"stopped): train a new run instead")
     plugin = entry.algorithm()
+    parallel = run.config.get("distribute") or {}  # a data-parallel run continues data-parallel
+    distribute_lib.check(parallel.get("mode"), parallel.get("devices"),
+                         backends.normalize(backend or run.config.get("backend")))
     backend = backends.activate(backend or run.config.get("backend"), entry.cls.backends)
     started = time.perf_counter()
     import keras
 
     start = run.prepare_resume()
     keras.utils.set_random_seed(cfg.seed + start)  # a fresh stream for the epochs/steps still to come
+    placement = distribute_lib.apply(parallel.get("mode"), parallel.get("devices"))
     plugin.run, run.cfg = run, cfg  # load_data may read the run's artifacts (a vocabulary)
     data = load_prepared(entry, plugin, cfg)
     record.setdefault("resumed", []).append({"from": start, "backend": backends.running_backend(),
                                              "at": datetime.now(timezone.utc).isoformat(timespec="seconds")})
-    record.update(backend=backends.running_backend())
+    record.update(backend=backends.running_backend(), device=backends.device())
+    if placement:
+        record["distribute"] = placement
     for stale in ("error", "test", "headline"):
         record.pop(stale, None)
     echo(f"resuming {entry.name} at {run.unit} {start} with the {record['backend']} backend → {run.path}")
-    return _fit(entry, plugin, cfg, data, run, record, echo, started)
+    try:
+        return _fit(entry, plugin, cfg, data, run, record, echo, started)
+    finally:
+        if placement:
+            distribute_lib.reset()
 
 
 def _alive(pid: Any) -> bool:
@@ -224,6 +253,15 @@ def _fit(entry: PluginEntry, plugin: Algorithm, cfg: BaseConfig, data: Dataset, 
             history = call_hook(entry, plugin, "train", model, data, cfg, run)
             if run.stop_requested:  # a custom loop that saw the flag and returned
                 raise KeyboardInterrupt
+        if record.get("distribute"):
+            distribute_lib.reset()  # evaluation and plots on one device: their batches need not split evenly
+            record["distribute"].update(batches_split=run.fitted, examples_dropped=run.dropped_for_devices)
+            if not run.fitted:
+                echo("note: this plugin trains in a loop of its own, not model.fit: its variables were replicated "
+                     "on the devices but its batches were not split across them")
+            elif run.dropped_for_devices:
+                echo(f"note: {run.dropped_for_devices} example(s) were left out so that every batch splits evenly "
+                     f"over the devices")
     except KeyboardInterrupt:
         record.update(status="interrupted", **{f"{unit}s_completed": run.completed},
                       wall_time_s=round(time.perf_counter() - started, 2))
