@@ -19,6 +19,7 @@ run records which of the two happened.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 
 from dlkit.errors import DlkitError
@@ -70,6 +71,16 @@ def check_batch_size(batch_size: int | None, devices: int) -> None:
     if batch_size and batch_size % devices:
         raise DlkitError(f"--batch-size {batch_size} does not split evenly over {devices} devices: choose a multiple "
                          f"of {devices} (the batch size is the global batch, divided among the devices)")
+
+
+@contextlib.contextmanager
+def placed(placement: dict | None):
+    """Keep the distribution that :func:`apply` set for the block, then go back to one device."""
+    try:
+        yield
+    finally:
+        if placement:
+            reset()
 
 
 def reset() -> None:

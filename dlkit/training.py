@@ -169,11 +169,8 @@ def train(algorithm: str | PluginEntry, *, backend: str | None = None, out: str 
     examples = f" ({record['train_samples']} examples)" if record["train_samples"] else ""
     on = f" on {len(placement['devices'])} devices (data-parallel)" if placement else ""
     echo(f"training {entry.name} on {data.name}{examples} with the {record['backend']} backend{on} → {run.path}")
-    try:
+    with distribute_lib.placed(placement):
         return _fit(entry, plugin, cfg, data, run, record, echo, started)
-    finally:
-        if placement:
-            distribute_lib.reset()
 
 
 def resume(run_dir: str | Path, *, backend: str | None = None, echo=print) -> Run:
@@ -219,11 +216,8 @@ def resume(run_dir: str | Path, *, backend: str | None = None, echo=print) -> Ru
     for stale in ("error", "test", "headline"):
         record.pop(stale, None)
     echo(f"resuming {entry.name} at {run.unit} {start} with the {record['backend']} backend → {run.path}")
-    try:
+    with distribute_lib.placed(placement):
         return _fit(entry, plugin, cfg, data, run, record, echo, started)
-    finally:
-        if placement:
-            distribute_lib.reset()
 
 
 def _alive(pid: Any) -> bool:
