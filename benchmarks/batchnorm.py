@@ -5,6 +5,9 @@
         per batch-norm layer, moving mean/variance against the exact ones over 5,120 training images,
         then test accuracy with the moving averages and after re-estimating over N batches (dropout off
         and on). Same weights throughout, so "before" and "after" differ only by the statistics.
+    python benchmarks/batchnorm.py trace [--momentum 0.99] [--every 10]
+        cnn's default recipe, one MNIST epoch on TensorFlow, with the first batch norm's moving variance
+        and the true variance of its inputs (1,024 fixed training images) every 10 steps.
     python benchmarks/batchnorm.py train NAME [--backends tensorflow,jax,torch] [--analyse]
         the trainings behind the figures (NAME in TRAININGS), one process at a time, niced; with
         --analyse each is trained with --bn-batches 0 and then analysed.
@@ -88,6 +91,61 @@ def analyse(run_dir: str, batch_counts: list[int]) -> dict:
             "config": run.config["config"], "layers": per_layer, "test": rows}
 
 
+def trace(epochs: int, momentum: float, every: int, dataset: str = "mnist") -> dict:
+    """Train cnn's default recipe on MNIST here (TensorFlow) and follow its first batch norm every ``every`` steps.
+
+    Each point: the learning rate, the norm of the first convolution's kernel, the layer's moving
+    variance and the true variance of its inputs over a fixed probe of 1,024 training images (both
+    averaged over channels), so the lag can be seen as it builds up.
+    """
+    import dataclasses
+
+    from dlkit import backends
+
+    backends.activate("tensorflow")
+    import keras
+    import numpy as np
+
+    from dlkit import data as datasets
+    from dlkit.plugins.cnn import CNN, CNNConfig
+
+    cfg = CNNConfig(epochs=epochs, bn_momentum=momentum)
+    keras.utils.set_random_seed(cfg.seed)
+    mnist = datasets.load(dataset)
+    model = CNN().build(cfg, mnist)
+    conv, bn = model.layers[0], model.layers[1]
+    probe_model = keras.Model(model.inputs, conv.output)
+    probe = mnist.x_train[:1024]
+    points = []
+
+    class Follow(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            step = int(model.optimizer.iterations.numpy() if hasattr(model.optimizer.iterations, "numpy")
+                       else keras.ops.convert_to_numpy(model.optimizer.iterations))
+            if step % every:
+                return
+            out = keras.ops.convert_to_numpy(probe_model(probe))
+            points.append({"step": step,
+                           "learning_rate": float(keras.ops.convert_to_numpy(model.optimizer.learning_rate)),
+                           "kernel_norm": round(float(np.linalg.norm(keras.ops.convert_to_numpy(conv.kernel))), 4),
+                           "moving_var": round(float(np.mean(keras.ops.convert_to_numpy(bn.moving_variance))), 5),
+                           "true_var": round(float(np.mean(out.var(axis=(0, 1, 2)))), 5)})
+
+    labels = keras.utils.to_categorical(mnist.y_train, mnist.num_classes)
+    data = dataclasses.replace(mnist, y_train=labels)
+    model.fit(data.x_train, data.y_train, batch_size=cfg.batch_size, epochs=epochs, callbacks=[Follow()], verbose=2)
+    from dlkit import batchnorm
+
+    def accuracy():
+        predicted = model.predict(mnist.x_test, batch_size=500, verbose=0).argmax(axis=1)
+        return round(float((predicted == mnist.y_test).mean()), 4)
+
+    moving = accuracy()
+    batchnorm.reestimate(model, batchnorm.training_batches(mnist.x_train, cfg.batch_size, batchnorm.BATCHES, 1))
+    return {"what": "trace", "momentum": momentum, "epochs": epochs, "points": points,
+            "test": {"moving averages": moving, f"{batchnorm.BATCHES} batches": accuracy()}}
+
+
 def train_one(name: str, backend: str, analysed: bool) -> None:
     algo, *options = TRAININGS[name]
     if analysed:
@@ -113,6 +171,11 @@ def main() -> None:
     one = sub.add_parser("analyse")
     one.add_argument("run")
     one.add_argument("--batches", default="10,50,200")
+    follow = sub.add_parser("trace")
+    follow.add_argument("--epochs", type=int, default=1)
+    follow.add_argument("--momentum", type=float, default=0.99)
+    follow.add_argument("--every", type=int, default=10)
+    follow.add_argument("--data", default="mnist")
     many = sub.add_parser("train")
     many.add_argument("name", choices=sorted(TRAININGS))
     many.add_argument("--backends", default="tensorflow,jax,torch")
@@ -128,6 +191,15 @@ def main() -> None:
         print(json.dumps(result, indent=1))
         return
     os.nice(5)
+    if args.command == "trace":
+        before, started = common.load_average(), time.perf_counter()
+        result = trace(args.epochs, args.momentum, args.every, args.data)
+        result.update(command=f"python benchmarks/batchnorm.py trace --epochs {args.epochs} --momentum "
+                              f"{args.momentum} --every {args.every}", wall_s=round(time.perf_counter() - started, 1),
+                      load_before=before, load_after=common.load_average())
+        common.record("batchnorm", result)
+        print(json.dumps(result))
+        return
     for backend in args.backends.split(","):
         train_one(args.name, backend, args.analyse)
 
