@@ -17,7 +17,9 @@ G step, each a ``dlkit.steps.GradientStep`` with its own Adam, identical on Tens
 Shuffling, noise and fake labels come from NumPy generators seeded with (seed, epoch), so a resumed run
 draws exactly what an uninterrupted one would, on any backend. After every epoch: a row of history.csv
 (d_loss, g_loss, D(x) and D(G(z)) as probabilities), plots/samples_epoch_NNN.png (the same 100 latents
-every epoch; conditional: column k is class k), and a checkpoint of G, D and both optimizers.
+every epoch; conditional: column k is class k), and a checkpoint of G, D and both optimizers. After the
+last epoch G's batch-norm statistics are recomputed over --bn-batches batches of its own noise
+(``dlkit.batchnorm``): sampling runs in inference mode, and the moving averages lag the weights.
 
 The run's model (``model.keras``) is the generator: images in [0, 1] from ``noise`` (and ``label``).
 ``evaluate`` draws --eval-samples images (class-balanced labels when conditional) and scores them with
@@ -37,8 +39,9 @@ from dlkit.api import Algorithm, Dataset, GenerateConfig, TrainConfig, option
 
 #: The per-epoch sample grid: this many fixed latents, 10 columns (conditional: column k is class k).
 GRID = 100
-#: Noise of the evaluation's samples comes from (seed, EVAL_STREAM): never a training stream.
-EVAL_STREAM = 1_000_000
+#: Noise of the evaluation's samples comes from (seed, EVAL_STREAM), of the batch-norm re-estimate from
+#: (seed, BN_STREAM): never a training stream.
+EVAL_STREAM, BN_STREAM = 1_000_000, 1_000_001
 
 
 @dataclass
@@ -138,6 +141,11 @@ class GAN(Algorithm):
             print(f"epoch {epoch}/{cfg.epochs}: d_loss {means['d_loss']:.4f}, g_loss {means['g_loss']:.4f}, "
                   f"D(x) {means['d_real']:.3f}, D(G(z)) {means['d_fake']:.3f}, "
                   f"{time.perf_counter() - started:.1f} s", flush=True)
+        if cfg.bn_batches:  # sampling uses the moving statistics: set them to the final generator's own
+            rng = np.random.default_rng([cfg.seed, BN_STREAM])
+            batches = (generator_inputs(*latents(rng, batch, cfg.latent, classes), cfg.conditional)
+                       for _ in range(cfg.bn_batches))
+            run.reestimate_batch_norm(generator, batches, cfg.bn_batches)
         return None
 
     # -- evaluation ----------------------------------------------------------------------------------
@@ -208,7 +216,7 @@ def adversarial_losses(generator, discriminator, conditional: bool):
     from keras import ops
 
     def given(x, labels):
-        return [x, labels] if conditional else x
+        return generator_inputs(x, labels, conditional)  # the discriminator takes the same pairing
 
     def d_loss(real, real_labels, noise, fake_labels):
         fake = generator(given(noise, fake_labels), training=True)              # (B, H, W, C)
@@ -247,6 +255,11 @@ def slerp(a, b, t):
     return ((np.sin((1 - t) * omega) / s) * a[:, None] + (np.sin(t * omega) / s) * b[:, None]).astype("float32")
 
 
+def generator_inputs(noise, labels, conditional: bool):
+    """What the generator takes: the noise, and the labels when it is conditional."""
+    return [noise, labels] if conditional else noise
+
+
 def is_conditional(model) -> bool:
     return len(model.inputs) == 2
 
@@ -260,5 +273,5 @@ def sample(model, noise, labels=None, batch_size: int = 500):
     """Images in [0, 1] from the generator (batch norm with its moving statistics), as a NumPy array."""
     import numpy as np
 
-    inputs = noise if labels is None else [noise, labels]
+    inputs = generator_inputs(noise, labels, labels is not None)
     return np.asarray(model.predict(inputs, batch_size=batch_size, verbose=0), dtype="float32")

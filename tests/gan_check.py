@@ -15,7 +15,8 @@ import json
 import sys
 
 #: A run of a few seconds: 4-channel networks, 1,437 digits in batches of 128 (11 steps an epoch).
-TINY = {"data": "digits", "epochs": 2, "batch_size": 128, "latent": 8, "width": 4, "eval_samples": 200}
+TINY = {"data": "digits", "epochs": 2, "batch_size": 128, "latent": 8, "width": 4, "eval_samples": 200,
+        "bn_batches": 4}
 #: Interrupted right after its first checkpoint (epoch 1), then resumed to epoch 2: TINY's run interrupted.
 RESUMED = TINY
 #: The step check's batch: 6 images 8×8, their labels, noise and fake labels.

@@ -120,6 +120,10 @@ def test_a_tiny_conditional_run_trains_logs_plots_and_scores_its_samples(reports
         assert 0 < float(row["d_real"]) < 1 and 0 < float(row["d_fake"]) < 1
     assert {"learning_curves.png", "samples_epoch_001.png", "samples_epoch_002.png"} <= set(found["plots"])
     assert (run / "model.keras").is_file() and not (run / "resume").exists()
+    # the generator's batch-norm layers, recomputed over --bn-batches batches of its own noise
+    assert metrics["batchnorm_reestimated"]["layers"] == 2  # project_bn and up1_bn (D's is not sampled)
+    assert metrics["batchnorm_reestimated"]["batches"] == TINY["bn_batches"]
+    assert metrics["batchnorm_reestimated"]["examples"] == TINY["bn_batches"] * TINY["batch_size"]
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
