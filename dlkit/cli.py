@@ -10,13 +10,15 @@ import fnmatch
 import json
 import sys
 import warnings
+from pathlib import Path
 
 import click
 
 from dlkit import __version__, registry
 from dlkit.errors import DlkitError, TrainingInterrupted
 
-BACKEND_HELP = "Keras backend: tensorflow (tf), jax or torch (pytorch). Default: $KERAS_BACKEND or tensorflow."
+BACKEND_HELP = ("Keras backend: tensorflow (tf), jax or torch (pytorch), or auto (the fastest that 'dlkit benchmark' "
+                "measured for this algorithm here). Default: $KERAS_BACKEND or tensorflow.")
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None):
@@ -343,6 +345,54 @@ def data_add(files: tuple[str, ...]) -> None:
 
     for target in datasets.add_files([Path(f) for f in files], echo=click.echo):
         click.echo(f"added {target}")
+
+
+@main.command()
+@click.argument("algorithm", required=False)
+@click.option("--backends", "backend_list", default="tensorflow,jax,torch", show_default=True, metavar="LIST",
+              help="Comma-separated backends, one process each.")
+@click.option("--epochs", type=click.IntRange(min=1), default=None, help="Epochs per backend (default: the plugin's).")
+@click.option("--train-samples", type=click.IntRange(min=1), default=None,
+              help="Train on the first N examples (default: all).")
+@click.option("--out", default=None, help="Folder for benchmark.json/.md (default: runs/benchmark/NAME-<time>/; "
+                                          "with --all: benchmarks/).")
+@click.option("--all", "every", is_flag=True, help="Every installed plugin on every backend (MATRIX.md).")
+@click.option("--quick", is_flag=True, help="A small budget: the plugin's tiny test sizes, 1 epoch, 2,000 examples.")
+@click.option("--timeout", type=click.FloatRange(min=1), default=None,
+              help="Seconds before a cell is stopped and marked ❌ (default: 600 with --quick, else 3600).")
+def benchmark(algorithm: str | None, backend_list: str, epochs: int | None, train_samples: int | None,
+              out: str | None, every: bool, quick: bool, timeout: float | None) -> None:
+    """Train and evaluate the same config once per backend and compare: dlkit benchmark NAME.
+
+    \b
+    One row per backend: status, headline metric, s/epoch, train and inference samples/s, peak
+    memory, parameters; the fastest backend is remembered for 'dlkit train NAME --backend auto'.
+      dlkit benchmark cnn --epochs 1
+      dlkit benchmark --all --quick --out benchmarks     (writes benchmarks/MATRIX.md)
+    """
+    from dlkit import benchmark as bench
+    from dlkit.config import make_config
+
+    timeout = timeout or (600 if quick else 3600)
+    if every:
+        if algorithm or epochs or train_samples:
+            raise DlkitError("--all runs every plugin at the --quick budget: give no NAME, --epochs or --train-samples")
+        if not quick:
+            raise DlkitError("--all needs --quick (full budgets for every plugin on every backend take hours)")
+        done = bench.matrix(backend_list, out or "benchmarks", timeout, echo=click.echo)
+        click.echo(f"{done['cells']} cells in {done['seconds'] / 60:.1f} min → {Path(done['out']) / 'MATRIX.md'}")
+        return
+    if not algorithm:
+        raise DlkitError("name an algorithm (dlkit benchmark NAME), or use --all --quick")
+    entry = registry.get(algorithm)
+    options = bench.quick_options(entry) if quick and entry.cls else {}
+    options.update({k: v for k, v in {"epochs": epochs, "train_samples": train_samples}.items() if v is not None})
+    if entry.cls:
+        make_config(entry.cls.config, options, entry.cls.datasets)  # a wrong option is refused here, not per backend
+    result = bench.benchmark(algorithm, backend_list, options, out, timeout, echo=click.echo)
+    click.echo("")
+    click.echo(bench.markdown(result))
+    click.echo(f"written: {Path(result['out']) / 'benchmark.md'} and benchmark.json")
 
 
 @main.command()

@@ -21,6 +21,18 @@ PROBE = {
 }
 
 
+def accelerator(devices: str) -> str:
+    """What a backend's device list says about accelerators: the GPUs/TPUs it sees, or that it runs on the CPU."""
+    import ast
+
+    try:
+        names = [str(d) for d in ast.literal_eval(devices)]
+    except (ValueError, SyntaxError):
+        names = devices.split()
+    found = [n for n in names if any(kind in n.lower() for kind in ("gpu", "cuda", "tpu", "rocm", "metal"))]
+    return ", ".join(found) if found else "none: computes on the CPU"
+
+
 def report(echo=print) -> None:
     echo(f"python     {platform.python_version()} ({sys.executable})")
     for name, version in versions(LIBRARIES).items():
@@ -35,6 +47,8 @@ def report(echo=print) -> None:
         except subprocess.TimeoutExpired:
             ok, detail = False, "import timed out"
         echo(f"  {backend:<11} {'ok' if ok else 'FAILS'}  {detail}")
+        if ok:
+            echo(f"  {'':<11}     accelerator: {accelerator(detail)}")
     echo(f"\ndataset cache: {data.keras_cache_dir()}")
     rows = data.status()  # every registered dataset, the plugins' included
     for row in rows:

@@ -136,6 +136,11 @@ def train(algorithm: str | PluginEntry, *, backend: str | None = None, out: str 
     entry = registry.get(algorithm) if isinstance(algorithm, str) else algorithm
     algo, plugin = entry.cls, entry.algorithm()  # one instance, so hooks may share state
     cfg = make_config(algo.config, options, algo.datasets)
+    if backend == "auto":  # the fastest backend 'dlkit benchmark' measured for this algorithm on this machine
+        from dlkit.benchmark import auto_backend
+
+        backend, why = auto_backend(entry.name, algo.backends)
+        echo(why)
     distribute_lib.check(distribute, devices, backends.normalize(backend))
     backend = backends.activate(backend, algo.backends)  # before the first Keras import
 
