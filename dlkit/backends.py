@@ -90,7 +90,9 @@ def _import(backend: str, quiet: bool) -> None:
             framework = importlib.import_module(MODULES[backend][0])
             if backend == "tensorflow":
                 framework.config.list_physical_devices()
-            elif backend == "jax":
+            elif backend == "jax" and not os.environ.get("KERAS_DISTRIBUTION_NUM_PROCESSES"):
+                # (a multi-host job must start JAX's distributed runtime before the first device query:
+                # dlkit.distribute.apply does that through keras.distribution.initialize)
                 framework.devices()
         except Exception as exc:
             raise DlkitError(f"backend {backend} is installed but failed to import: {type(exc).__name__}: "
