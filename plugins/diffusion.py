@@ -113,7 +113,7 @@ class Diffusion(Algorithm):
         step = GradientStep(denoising_loss(online), trainable=online, optimizer=optimizer)
 
         alpha_bars_ = alpha_bars(cfg.schedule, cfg.timesteps)
-        preview_noise = np.random.default_rng([cfg.seed, 7]).standard_normal((16, *data.input_shape), "float32")
+        fixed_noise = preview_noise(cfg, data.input_shape)
         for epoch in range(run.start + 1, cfg.epochs + 1):
             started = time.perf_counter()
             # batches, timesteps and noise depend on (seed, epoch) only: the same on every backend and on resume
@@ -128,7 +128,7 @@ class Diffusion(Algorithm):
                 noise = rng.standard_normal(x0.shape, dtype="float32")
                 losses.append(step(q_sample(x0, t, noise, alpha_bars_), t.astype("int32"), noise)["loss"])
                 update_average(model, online, cfg.ema, int(optimizer.iterations))
-            preview = sample_images(model, cfg, preview_noise, steps=cfg.preview_steps)
+            preview = sample_images(model, cfg, fixed_noise, steps=cfg.preview_steps)
             image_grid(preview, run.plots_dir / f"samples_epoch_{epoch}.png", columns=8)
             seconds = time.perf_counter() - started
             run.log(epoch, loss=float(np.mean(losses)), learning_rate=float(current_lr(optimizer)))
@@ -157,13 +157,12 @@ class Diffusion(Algorithm):
         return metrics
 
     def extra_plots(self, model, data: Dataset, cfg: DiffusionConfig, run) -> None:
-        import numpy as np
-
         from dlkit.plots import image_grid
         from dlkit.plugins.diffusion_model import sample
 
-        noise = np.random.default_rng([cfg.seed, 8]).standard_normal((8, *data.input_shape), "float32")
-        _, path = sample(model, noise, cfg.schedule, cfg.timesteps, steps=min(50, cfg.timesteps), keep=8)
+        # the preview grid's noise and batch of 16 (one compiled shape); the path of the first 8
+        _, path = sample(model, preview_noise(cfg, data.input_shape), cfg.schedule, cfg.timesteps,
+                         steps=min(50, cfg.timesteps), keep=8)
         image_grid(path_grid(path), run.plots_dir / "denoising.png", columns=path.shape[1])
 
     # -- generation ----------------------------------------------------------------------------------
@@ -209,6 +208,13 @@ def from_model_scale(x):
     import numpy as np
 
     return np.clip((x + 1.0) / 2.0, 0.0, 1.0).astype("float32")
+
+
+def preview_noise(cfg: DiffusionConfig, shape: tuple):
+    """The fixed x_T of the per-epoch sample grids: 16 images, drawn from the seed alone."""
+    import numpy as np
+
+    return np.random.default_rng([cfg.seed, 7]).standard_normal((16, *shape), "float32")
 
 
 def sample_images(model, cfg: DiffusionConfig, noise, *, steps: int):

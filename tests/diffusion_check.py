@@ -1,0 +1,175 @@
+"""Checks of the diffusion plugin that need Keras on one backend, run as a script (a backend per process).
+
+    KERAS_BACKEND=jax python tests/diffusion_check.py OUT
+
+does, in one process: the schedules and q(x_t | x_0) as the model module computes them; one denoising loss and
+one GradientStep update of a tiny U-Net whose weights NumPy drew (the same on every backend); two DDIM steps from
+a fixed x_T with the ε the network predicted at each; a tiny training run on the 8×8 digits into OUT through
+dlkit.train; generation with DDIM and with DDPM; a --steps beyond T refused; on PyTorch the same run interrupted
+(SIGINT, as Ctrl-C) right after its first checkpoint and resumed with dlkit.resume; on TensorFlow `generate` on
+an mlp run. Prints one JSON line of findings; tests/test_diffusion.py asserts on them.
+"""
+from __future__ import annotations
+
+import json
+import sys
+
+#: A run of a few seconds on scikit-learn's digits: a U-Net of 8 and 16 channels, T = 1000 as by default.
+TINY = {"data": "digits", "widths": (8, 16), "attention": False, "epochs": 2, "batch_size": 32,
+        "train_samples": 256, "test_samples": 16, "preview_steps": 4, "eval_samples": 16, "eval_steps": 10,
+        "warmup_steps": 2, "learning_rate": 3e-3}
+#: Interrupted right after its first checkpoint (epoch 1), then resumed to epoch 3.
+RESUMED = {**TINY, "epochs": 3, "eval_steps": 2}
+#: Every batch the tiny runs sample is 16 images (previews, evaluation, generation): one compilation on JAX.
+
+
+def tiny_unet_inputs():
+    """A U-Net (8, 16) with attention on 8×8 images, its weights and a batch (x_t, t, ε), all from NumPy."""
+    import numpy as np
+
+    from dlkit.plugins.diffusion_model import unet
+
+    model = unet((8, 8, 1), (8, 16), 1, True)
+    rng = np.random.default_rng(3)
+    weights = [rng.normal(0, 0.2, w.shape).astype("float32") for w in model.get_weights()]
+    model.set_weights(weights)
+    batch = (rng.standard_normal((6, 8, 8, 1)).astype("float32"), np.array([0, 10, 100, 500, 900, 999], "int32"),
+             rng.standard_normal((6, 8, 8, 1)).astype("float32"))
+    return model, batch
+
+
+def pieces() -> dict:
+    """Schedules, q_sample statistics, one update, and two DDIM steps, as plain numbers."""
+    import keras
+    import numpy as np
+
+    from dlkit.plugins.diffusion import denoising_loss
+    from dlkit.plugins.diffusion_model import alpha_bars, betas, predict_eps, q_sample, sample
+    from dlkit.steps import GradientStep
+
+    found = {"linear_betas": betas("linear", 1000).tolist(), "cosine_betas": betas("cosine", 1000).tolist(),
+             "cosine_alpha_bars": alpha_bars("cosine", 1000).tolist()}
+    rng = np.random.default_rng(0)
+    x0 = np.full((4000, 8, 8, 1), 0.5, "float32")
+    t = np.full(4000, 300)
+    x_t = q_sample(x0, t, rng.standard_normal(x0.shape, dtype="float32"), alpha_bars("linear", 1000))
+    found["q_sample"] = {"mean": float(x_t.mean()), "var": float(x_t.var())}
+
+    model, batch = tiny_unet_inputs()
+    step = GradientStep(denoising_loss(model), trainable=model, optimizer=keras.optimizers.Adam(1e-3))
+    found["eps"] = np.asarray(keras.ops.convert_to_numpy(model.predict_on_batch(list(batch[:2])))).tolist()
+    found["losses"] = [step(*batch)["loss"] for _ in range(3)]
+
+    # two DDIM steps (T − 1 → 0 → x_0) from a fixed x_T, and the ε the network gave at each
+    x_T = np.random.default_rng(1).standard_normal((3, 8, 8, 1)).astype("float32")
+    out = [sample(model, x_T, "linear", 1000, steps=2).tolist() for _ in range(2)]
+    eps1 = predict_eps(model, x_T, 999, 3)
+    ab = alpha_bars("linear", 1000)
+    x1 = np.sqrt(ab[0]) * np.clip((x_T - np.sqrt(1 - ab[999]) * eps1) / np.sqrt(ab[999]), -1, 1) \
+        + np.sqrt(1 - ab[0]) * eps1  # only to ask the network for its second ε; the test redoes the formula
+    eps2 = predict_eps(model, x1.astype("float32"), 0, 3)
+    found["ddim"] = {"x_T": x_T.tolist(), "eps1": eps1.tolist(), "eps2": eps2.tolist(), "out": out[0],
+                     "again": out[1]}
+    return found
+
+
+def train(out: str, backend: str) -> dict:
+    """A tiny run through dlkit.train, as `dlkit train diffusion` would make it."""
+    import dlkit
+
+    run = dlkit.train("diffusion", backend=backend, out=out, echo=lambda *_: None, **TINY)
+    return {"path": str(run.path), "metrics": run.metrics, "history": (run.path / "history.csv").read_text(),
+            "plots": sorted(p.name for p in run.plots_dir.iterdir())}
+
+
+def generate(run_dir: str, out: str) -> dict:
+    """DDIM and DDPM samples, and a --steps beyond T refused."""
+    from pathlib import Path
+
+    import numpy as np
+
+    from dlkit import training
+    from dlkit.errors import DlkitError
+
+    found = {}
+    for name, options in (("ddim", {"samples": 16, "steps": 4, "seed": 2}),
+                          ("ddpm", {"samples": 16, "sampler": "ddpm", "seed": 2})):
+        made = training.generate(run_dir, out=f"{out}/{name}", echo=lambda *_: None, **options)
+        saved = np.load(f"{out}/{name}/samples.npz")
+        found[name] = {"summary": made, "files": sorted(p.name for p in Path(out, name).iterdir()),
+                       "images": saved["images"].tolist(), "path_shape": list(saved["denoising_path"].shape)}
+    try:
+        training.generate(run_dir, out=f"{out}/too_many", echo=lambda *_: None, steps=1001)
+        found["too_many_steps"] = None
+    except DlkitError as exc:
+        found["too_many_steps"] = str(exc)
+    found["too_many_left"] = Path(out, "too_many").exists()
+    return found
+
+
+def not_a_generator(out: str, backend: str) -> str | None:
+    """`generate` on a classifier's run."""
+    import dlkit
+    from dlkit import training
+    from dlkit.errors import DlkitError
+
+    run = dlkit.train("mlp", backend=backend, out=out, echo=lambda *_: None, data="digits", epochs=1,
+                      train_samples=64, test_samples=32)
+    try:
+        training.generate(str(run.path), out=f"{out}/samples", echo=lambda *_: None)
+    except DlkitError as exc:
+        return str(exc)
+    return None
+
+
+def interrupted_and_resumed(out: str, backend: str) -> dict:
+    """SIGINT, as Ctrl-C, right after the first checkpoint; then dlkit.resume to the end of the budget."""
+    import os
+    import signal
+    from pathlib import Path
+
+    import dlkit
+    from dlkit import training
+    from dlkit.errors import TrainingInterrupted
+    from dlkit.runs import Run
+
+    checkpoint = Run.checkpoint
+
+    def checkpoint_then_ctrl_c(run, index, model, **more):
+        checkpoint(run, index, model, **more)
+        if index == 1:
+            os.kill(os.getpid(), signal.SIGINT)  # the handler the run installed sets run.stop_requested
+
+    Run.checkpoint = checkpoint_then_ctrl_c
+    try:
+        dlkit.train("diffusion", backend=backend, out=out, echo=lambda *_: None, **RESUMED)
+        stopped = None
+    except TrainingInterrupted as exc:
+        stopped = str(exc)
+    finally:
+        Run.checkpoint = checkpoint
+    (path,) = Path(out, "diffusion").iterdir()
+    at_interrupt = json.loads((path / "metrics.json").read_text())
+    run = training.resume(path, echo=lambda *_: None)
+    return {"stopped": stopped, "at_interrupt": {k: at_interrupt.get(k) for k in ("status", "epochs_completed")},
+            "metrics": run.metrics, "history": (path / "history.csv").read_text()}
+
+
+if __name__ == "__main__":
+    import os
+    from pathlib import Path
+
+    import keras
+
+    backend = os.environ["KERAS_BACKEND"]
+    out = Path(sys.argv[1])
+    trained = train(str(out / "train"), backend)
+    report = {"backend": keras.backend.backend(), "pieces": pieces(), "train": trained,
+              "generate": generate(trained["path"], str(out / "generated"))}
+    # one backend each, to keep the suite short: resuming (on PyTorch, which compiles nothing) and a classifier's
+    # run (on TensorFlow)
+    if backend == "torch":
+        report["resume"] = interrupted_and_resumed(str(out / "resume"), backend)
+    if backend == "tensorflow":
+        report["not_a_generator"] = not_a_generator(str(out / "mlp"), backend)
+    print(json.dumps(report), flush=True)
