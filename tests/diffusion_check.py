@@ -122,40 +122,8 @@ def not_a_generator(out: str, backend: str) -> str | None:
     return None
 
 
-def interrupted_and_resumed(out: str, backend: str) -> dict:
-    """SIGINT, as Ctrl-C, right after the first checkpoint; then dlkit.resume to the end of the budget."""
-    import os
-    import signal
-    from pathlib import Path
-
-    import dlkit
-    from dlkit import training
-    from dlkit.errors import TrainingInterrupted
-    from dlkit.runs import Run
-
-    checkpoint = Run.checkpoint
-
-    def checkpoint_then_ctrl_c(run, index, model, **more):
-        checkpoint(run, index, model, **more)
-        if index == 1:
-            os.kill(os.getpid(), signal.SIGINT)  # the handler the run installed sets run.stop_requested
-
-    Run.checkpoint = checkpoint_then_ctrl_c
-    try:
-        dlkit.train("diffusion", backend=backend, out=out, echo=lambda *_: None, **RESUMED)
-        stopped = None
-    except TrainingInterrupted as exc:
-        stopped = str(exc)
-    finally:
-        Run.checkpoint = checkpoint
-    (path,) = Path(out, "diffusion").iterdir()
-    at_interrupt = json.loads((path / "metrics.json").read_text())
-    run = training.resume(path, echo=lambda *_: None)
-    return {"stopped": stopped, "at_interrupt": {k: at_interrupt.get(k) for k in ("status", "epochs_completed")},
-            "metrics": run.metrics, "history": (path / "history.csv").read_text()}
-
-
 if __name__ == "__main__":
+    from resume_check import interrupted_and_resumed  # this folder is first on sys.path
     import os
     from pathlib import Path
 
@@ -169,7 +137,7 @@ if __name__ == "__main__":
     # one backend each, to keep the suite short: resuming (on PyTorch, which compiles nothing) and a classifier's
     # run (on TensorFlow)
     if backend == "torch":
-        report["resume"] = interrupted_and_resumed(str(out / "resume"), backend)
+        report["resume"] = interrupted_and_resumed("diffusion", str(out / "resume"), backend, RESUMED, after=1)
     if backend == "tensorflow":
         report["not_a_generator"] = not_a_generator(str(out / "mlp"), backend)
     print(json.dumps(report), flush=True)

@@ -79,39 +79,6 @@ def train(out: str, backend: str) -> dict:
             "plots": sorted(p.name for p in run.plots_dir.iterdir())}
 
 
-def interrupted_and_resumed(out: str, backend: str) -> dict:
-    """SIGINT, as Ctrl-C, right after the first checkpoint; then dlkit.resume to the end of the budget."""
-    import os
-    import signal
-    from pathlib import Path
-
-    import dlkit
-    from dlkit import training
-    from dlkit.errors import TrainingInterrupted
-    from dlkit.runs import Run
-
-    checkpoint = Run.checkpoint
-
-    def checkpoint_then_ctrl_c(run, index, model, **more):
-        checkpoint(run, index, model, **more)
-        if index == RESUMED["log_every"]:
-            os.kill(os.getpid(), signal.SIGINT)  # the handler the run installed sets run.stop_requested
-
-    Run.checkpoint = checkpoint_then_ctrl_c
-    try:
-        dlkit.train("dqn", backend=backend, out=out, echo=lambda *_: None, **RESUMED)
-        stopped = None
-    except TrainingInterrupted as exc:
-        stopped = str(exc)
-    finally:
-        Run.checkpoint = checkpoint
-    (path,) = Path(out, "dqn").iterdir()
-    at_interrupt = json.loads((path / "metrics.json").read_text())
-    run = training.resume(path, echo=lambda *_: None)
-    return {"stopped": stopped, "at_interrupt": {k: at_interrupt.get(k) for k in ("status", "steps_completed")},
-            "metrics": run.metrics, "history": (path / "history.csv").read_text()}
-
-
 def refusals(backend: str) -> dict:
     """Environments dqn cannot use: each one DlkitError line, before any run folder is made."""
     import gymnasium as gym
@@ -136,6 +103,7 @@ def refusals(backend: str) -> dict:
 
 
 if __name__ == "__main__":
+    from resume_check import interrupted_and_resumed  # this folder is first on sys.path
     import os
     from pathlib import Path
 
@@ -145,6 +113,7 @@ if __name__ == "__main__":
     out = Path(sys.argv[1])
     report = {"backend": keras.backend.backend(), "update": update(),
               "train": train(str(out / "train"), backend),
-              "resume": interrupted_and_resumed(str(out / "resume"), backend),
+              "resume": interrupted_and_resumed("dqn", str(out / "resume"), backend, RESUMED,
+                                                after=RESUMED["log_every"]),
               "refusals": refusals(backend)}
     print(json.dumps(report), flush=True)

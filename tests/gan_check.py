@@ -92,39 +92,6 @@ def generated(run_dir: str, out: str) -> dict:
     return found
 
 
-def interrupted_and_resumed(out: str, backend: str) -> dict:
-    """SIGINT, as Ctrl-C, right after the first checkpoint; then dlkit.resume to the end of the budget."""
-    import os
-    import signal
-    from pathlib import Path
-
-    import dlkit
-    from dlkit import training
-    from dlkit.errors import TrainingInterrupted
-    from dlkit.runs import Run
-
-    checkpoint = Run.checkpoint
-
-    def checkpoint_then_ctrl_c(run, index, model, **more):
-        checkpoint(run, index, model, **more)
-        if index == 1:
-            os.kill(os.getpid(), signal.SIGINT)  # the handler the run installed sets run.stop_requested
-
-    Run.checkpoint = checkpoint_then_ctrl_c
-    try:
-        dlkit.train("gan", backend=backend, out=out, echo=lambda *_: None, **RESUMED)
-        stopped = None
-    except TrainingInterrupted as exc:
-        stopped = str(exc)
-    finally:
-        Run.checkpoint = checkpoint
-    (path,) = Path(out, "gan").iterdir()
-    at_interrupt = json.loads((path / "metrics.json").read_text())
-    run = training.resume(path, echo=lambda *_: None)
-    return {"stopped": stopped, "at_interrupt": {k: at_interrupt.get(k) for k in ("status", "epochs_completed")},
-            "metrics": run.metrics, "history": (path / "history.csv").read_text()}
-
-
 def refusals(out: str, backend: str, conditional_run: str) -> dict:
     """Bad generate requests on an unconditional gan run, the conditional one and a cnn run: each one line."""
     from pathlib import Path
@@ -156,6 +123,7 @@ def refusals(out: str, backend: str, conditional_run: str) -> dict:
 
 
 if __name__ == "__main__":
+    from resume_check import interrupted_and_resumed  # this folder is first on sys.path
     import os
     import time
     from pathlib import Path
@@ -174,7 +142,8 @@ if __name__ == "__main__":
     report = {"backend": keras.backend.backend(), "steps": timed("steps", steps())}
     report["train"] = timed("train", train(str(out / "train"), backend))
     report["generated"] = timed("generated", generated(report["train"]["path"], str(out / "generated")))
-    report["resume"] = timed("resume", interrupted_and_resumed(str(out / "resume"), backend))
+    resumed = interrupted_and_resumed("gan", str(out / "resume"), backend, RESUMED, after=1)
+    report["resume"] = timed("resume", resumed)
     if backend == "tensorflow":
         report["refusals"] = timed("refusals", refusals(str(out / "others"), backend, report["train"]["path"]))
     report["seconds"] = seconds
