@@ -246,12 +246,16 @@ def evaluate(run_dir: str, backend: str | None, as_json: bool) -> None:
 PLUGIN_ARGS = {"ignore_unknown_options": True, "allow_extra_args": True}
 
 
-def _plugin_options(name: str, params: list[click.Parameter], args: list[str]) -> dict:
-    """Parse the plugin's own options (and arguments) from ``args`` into a dict, errors as one line."""
+def _plugin_options(name: str, params: list[click.Parameter], args: list[str], given_only: bool = False) -> dict:
+    """Parse the plugin's own options (and arguments) from ``args`` into a dict, errors as one line.
+
+    ``given_only``: just the options on the command line, so the plugin's defaults stay its own.
+    """
     command = click.Command(name, params=params, add_help_option=False)
     try:
         with command.make_context(name, list(args), resilient_parsing=False) as ctx:
-            return dict(ctx.params)
+            return {k: v for k, v in ctx.params.items()
+                    if not given_only or ctx.get_parameter_source(k) is click.core.ParameterSource.COMMANDLINE}
     except click.ClickException as exc:
         raise DlkitError(f"{name}: {exc.format_message()}") from None
 
@@ -347,7 +351,7 @@ def data_add(files: tuple[str, ...]) -> None:
         click.echo(f"added {target}")
 
 
-@main.command()
+@main.command(context_settings=PLUGIN_ARGS)
 @click.argument("algorithm", required=False)
 @click.option("--backends", "backend_list", default="tensorflow,jax,torch", show_default=True, metavar="LIST",
               help="Comma-separated backends, one process each.")
@@ -360,23 +364,27 @@ def data_add(files: tuple[str, ...]) -> None:
 @click.option("--quick", is_flag=True, help="A small budget: the plugin's tiny test sizes, 1 epoch, 2,000 examples.")
 @click.option("--timeout", type=click.FloatRange(min=1), default=None,
               help="Seconds before a cell is stopped and marked ❌ (default: 600 with --quick, else 3600).")
-def benchmark(algorithm: str | None, backend_list: str, epochs: int | None, train_samples: int | None,
-              out: str | None, every: bool, quick: bool, timeout: float | None) -> None:
+@click.pass_context
+def benchmark(ctx: click.Context, algorithm: str | None, backend_list: str, epochs: int | None,
+              train_samples: int | None, out: str | None, every: bool, quick: bool, timeout: float | None) -> None:
     """Train and evaluate the same config once per backend and compare: dlkit benchmark NAME.
 
     \b
     One row per backend: status, headline metric, s/epoch, train and inference samples/s, peak
     memory, parameters; the fastest backend is remembered for 'dlkit train NAME --backend auto'.
+    Other options are the plugin's own, as in 'dlkit train NAME' ('dlkit info NAME' lists them).
       dlkit benchmark cnn --epochs 1
+      dlkit benchmark gpt --max-steps 200
       dlkit benchmark --all --quick --out benchmarks     (writes benchmarks/MATRIX.md)
     """
     from dlkit import benchmark as bench
-    from dlkit.config import make_config
+    from dlkit.config import click_options, make_config
 
     timeout = timeout or (600 if quick else 3600)
     if every:
-        if algorithm or epochs or train_samples:
-            raise DlkitError("--all runs every plugin at the --quick budget: give no NAME, --epochs or --train-samples")
+        if algorithm or epochs or train_samples or ctx.args:
+            raise DlkitError("--all runs every plugin at the --quick budget: give no NAME, --epochs, --train-samples "
+                              "or plugin options")
         if not quick:
             raise DlkitError("--all needs --quick (full budgets for every plugin on every backend take hours)")
         done = bench.matrix(backend_list, out or "benchmarks", timeout, echo=click.echo)
@@ -385,10 +393,14 @@ def benchmark(algorithm: str | None, backend_list: str, epochs: int | None, trai
     if not algorithm:
         raise DlkitError("name an algorithm (dlkit benchmark NAME), or use --all --quick")
     entry = registry.get(algorithm)
-    options = bench.quick_options(entry) if quick and entry.cls else {}
+    if entry.cls is None:
+        raise DlkitError(f"{entry.name} is broken: {entry.error}")
+    options = bench.quick_options(entry) if quick else {}
     options.update({k: v for k, v in {"epochs": epochs, "train_samples": train_samples}.items() if v is not None})
-    if entry.cls:
-        make_config(entry.cls.config, options, entry.cls.datasets)  # a wrong option is refused here, not per backend
+    if ctx.args:
+        options.update(_plugin_options(f"dlkit benchmark {entry.name}", click_options(entry.cls.config, entry.cls.datasets),
+                                       ctx.args, given_only=True))
+    make_config(entry.cls.config, options, entry.cls.datasets)  # a wrong option is refused here, not per backend
     result = bench.benchmark(algorithm, backend_list, options, out, timeout, echo=click.echo)
     click.echo("")
     click.echo(bench.markdown(result))

@@ -75,6 +75,9 @@ def test_all_with_no_plugins_is_one_line(monkeypatch):
     ([], "name an algorithm"),
     (["mlp", "--epochs", "0"], "0 is not in the range x>=1"),
     (["nosuch"], "unknown algorithm 'nosuch'"),
+    (["mlp", "--no-such-option", "1"], "dlkit benchmark mlp: No such option '--no-such-option'"),
+    (["mlp", "--dropout", "lots"], "'lots' is not a valid float"),
+    (["--all", "--quick", "--dropout", "0"], "give no NAME, --epochs, --train-samples or plugin options"),
 ])
 def test_bad_requests_are_one_line(args, message, tmp_path):
     proc = run_cli("benchmark", *args, "--out", str(tmp_path / "out"))
@@ -86,10 +89,11 @@ def test_bad_requests_are_one_line(args, message, tmp_path):
 @requires_dataset("mnist")
 def test_benchmark_rows_per_backend_then_train_auto_picks_the_fastest(tmp_path):
     proc = run_cli("benchmark", "mlp", "--backends", "jax,tf,cntk", "--epochs", "1", "--train-samples", "256",
-                   "--out", str(tmp_path / "bench"))
+                   "--dropout", "0", "--out", str(tmp_path / "bench"))  # --dropout: the plugin's own option
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads((tmp_path / "bench" / "benchmark.json").read_text())
     rows = {row["backend"]: row for row in result["rows"]}
+    assert result["options"] == {"epochs": 1, "train_samples": 256, "dropout": 0.0}  # the plugin's defaults stay out
     assert set(rows) == {"jax", "tensorflow", "cntk"} and not rows["cntk"]["ok"]
     for backend in ("jax", "tensorflow"):
         row = rows[backend]
