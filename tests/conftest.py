@@ -8,6 +8,7 @@ skipped, and the reason names the file and where it was looked for.
 from __future__ import annotations
 
 import functools
+import json
 import os
 import shutil
 import subprocess
@@ -19,6 +20,9 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("DLKIT_SHARED_DATASETS", REPO.parent / "shared" / "datasets"))
 CACHE = Path(os.environ.get("DLKIT_TEST_CACHE", REPO / ".dlkit-cache"))
+BACKENDS = ("tensorflow", "jax", "torch")
+#: Tiny models run faster on one thread than on two that other processes keep busy.
+ONE_THREAD = {"OMP_NUM_THREADS": "1"}
 
 
 def _seed_keras_cache() -> Path:
@@ -102,6 +106,20 @@ def run_cli(*args: str, env: dict | None = None, timeout: float = 600, cwd: Path
     full_env = {**os.environ, **(env or {})}
     return subprocess.run([sys.executable, "-m", "dlkit", *args], capture_output=True, text=True,
                           env=full_env, timeout=timeout, cwd=cwd)
+
+
+def run_check(script: Path, *args, backend: str | None = None, env: dict | None = None, timeout: float = 400,
+              cwd: Path | None = None) -> dict:
+    """Run a tests/*_check.py script in a fresh process, on one thread, and return the JSON report it prints last.
+
+    The checks that need Keras run in such scripts: a backend is fixed per process, and one process that
+    starts its backend once does all of a backend's checks. A failure shows the script's stderr.
+    """
+    selected = {"KERAS_BACKEND": backend} if backend else {}
+    proc = subprocess.run([sys.executable, str(script), *map(str, args)], capture_output=True, text=True,
+                          timeout=timeout, cwd=cwd, env={**os.environ, **ONE_THREAD, **(env or {}), **selected})
+    assert proc.returncode == 0, f"{script.name} {backend or ''}:\n{proc.stderr[-3000:]}"
+    return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
 @pytest.fixture

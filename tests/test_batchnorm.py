@@ -7,35 +7,23 @@ test process itself never imports Keras.
 """
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 
 from tests.batchnorm_check import SIZES
+from tests.conftest import BACKENDS, run_check
 
 pytestmark = pytest.mark.e2e
 SCRIPT = Path(__file__).with_name("batchnorm_check.py")
-BACKENDS = ("tensorflow", "jax", "torch")
-#: Tiny models run faster on one thread than on two that other processes keep busy.
-ENV = {"OMP_NUM_THREADS": "1"}
-
-
 #: The run-level checks (--bn-batches 0, a model without batch norm, resume) are the core's logic, the same on
 #: every backend: one backend does them.
 FULL = "tensorflow"
 
 
 def check(backend: str, out: Path) -> dict:
-    full = ["--full"] if backend == FULL else []
-    proc = subprocess.run([sys.executable, str(SCRIPT), str(out), *full], capture_output=True, text=True, timeout=400,
-                          env={**os.environ, **ENV, "KERAS_BACKEND": backend})
-    assert proc.returncode == 0, f"{backend}:\n{proc.stderr[-3000:]}"
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    return run_check(SCRIPT, out, *(["--full"] if backend == FULL else []), backend=backend, timeout=400)
 
 
 @pytest.fixture(scope="module")

@@ -8,33 +8,22 @@ one process per backend, two processes at a time; the test process itself never 
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import json
 import math
-import os
-import subprocess
-import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from tests.conftest import run_cli
+from tests.conftest import BACKENDS, ONE_THREAD, run_check, run_cli
 from tests.diffusion_check import RESUMED, TINY
 
 pytestmark = pytest.mark.e2e
 SCRIPT = Path(__file__).with_name("diffusion_check.py")
-BACKENDS = ("tensorflow", "jax", "torch")
-#: Tiny models run faster on one thread than on two that other processes keep busy.
-ENV = {"OMP_NUM_THREADS": "1"}
-
-
-def check(backend: str, out: Path) -> dict:
-    proc = subprocess.run([sys.executable, str(SCRIPT), str(out)], capture_output=True, text=True, timeout=900,
-                          env={**os.environ, **ENV, "KERAS_BACKEND": backend})
-    assert proc.returncode == 0, f"{backend}:\n{proc.stderr[-3000:]}"
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+check = functools.partial(run_check, SCRIPT, timeout=900)
 
 
 @pytest.fixture(scope="module")
@@ -42,9 +31,9 @@ def reports(tmp_path_factory) -> dict:
     """The checks on each backend, then the JAX run evaluated on PyTorch through the CLI, two at a time."""
     out = tmp_path_factory.mktemp("diffusion")
     with ThreadPoolExecutor(2) as pool:
-        found = dict(zip(BACKENDS, pool.map(lambda b: check(b, out / b), BACKENDS)))
+        found = dict(zip(BACKENDS, pool.map(lambda b: check(out / b, backend=b), BACKENDS)))
         jax_run = found["jax"]["train"]["path"]
-        found["evaluated"] = run_cli("evaluate", jax_run, "--backend", "torch", "--json", env=ENV, cwd=out)
+        found["evaluated"] = run_cli("evaluate", jax_run, "--backend", "torch", "--json", env=ONE_THREAD, cwd=out)
     return found
 
 
@@ -181,7 +170,7 @@ def test_generate_on_a_classifier_run_is_refused(reports):
 ])
 def test_bad_generate_options_are_one_line_and_write_nothing(reports, tmp_path, args, message):
     run = reports["tensorflow"]["train"]["path"]
-    proc = run_cli("generate", run, "--out", str(tmp_path / "samples"), *args, env=ENV, cwd=tmp_path)
+    proc = run_cli("generate", run, "--out", str(tmp_path / "samples"), *args, env=ONE_THREAD, cwd=tmp_path)
     assert proc.returncode != 0 and "Traceback" not in proc.stderr
     lines = [line for line in proc.stderr.strip().splitlines()
              if line.strip() and not line.startswith(("Usage:", "Try "))]
@@ -190,7 +179,7 @@ def test_bad_generate_options_are_one_line_and_write_nothing(reports, tmp_path, 
 
 
 def test_bad_training_options_are_one_line(tmp_path):
-    proc = run_cli("train", "diffusion", "--out", str(tmp_path), "--widths", "12,16", env=ENV, cwd=tmp_path)
+    proc = run_cli("train", "diffusion", "--out", str(tmp_path), "--widths", "12,16", env=ONE_THREAD, cwd=tmp_path)
     assert proc.returncode != 0 and "Traceback" not in proc.stderr
     assert "--widths needs two or more multiples of 8 (group norm uses 8 groups), got 12,16" in proc.stderr
     assert not (tmp_path / "diffusion").exists()

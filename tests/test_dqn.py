@@ -7,11 +7,9 @@ process per backend, two processes at a time; the test process itself never impo
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import json
-import os
-import subprocess
-import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -19,21 +17,12 @@ import numpy as np
 import pytest
 
 from dlkit.plugins.dqn import DQNConfig, ReplayBuffer, epsilon_at
-from tests.conftest import run_cli
+from tests.conftest import BACKENDS, ONE_THREAD, run_check, run_cli
 from tests.dqn_check import GAMMA, RESUMED, TINY, tiny_problem
 
 pytestmark = pytest.mark.e2e  # about 80 s on two busy cores: six processes, five of them starting a backend
 SCRIPT = Path(__file__).with_name("dqn_check.py")
-BACKENDS = ("tensorflow", "jax", "torch")
-#: Tiny models run faster on one thread than on two that other processes keep busy.
-ENV = {"OMP_NUM_THREADS": "1"}
-
-
-def check(backend: str, out: Path) -> dict:
-    proc = subprocess.run([sys.executable, str(SCRIPT), str(out)], capture_output=True, text=True, timeout=300,
-                          env={**os.environ, **ENV, "KERAS_BACKEND": backend})
-    assert proc.returncode == 0, f"{backend}:\n{proc.stderr[-3000:]}"
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+check = functools.partial(run_check, SCRIPT, timeout=300)
 
 
 @pytest.fixture(scope="module")
@@ -41,9 +30,9 @@ def reports(tmp_path_factory) -> dict:
     """The checks on each backend, then the JAX run evaluated on PyTorch through the CLI, two at a time."""
     out = tmp_path_factory.mktemp("dqn")
     with ThreadPoolExecutor(2) as pool:
-        found = dict(zip(BACKENDS, pool.map(lambda b: check(b, out / b), BACKENDS)))
+        found = dict(zip(BACKENDS, pool.map(lambda b: check(out / b, backend=b), BACKENDS)))
         jax_run = found["jax"]["train"]["path"]
-        found["evaluated"] = run_cli("evaluate", jax_run, "--backend", "torch", "--json", env=ENV, cwd=out)
+        found["evaluated"] = run_cli("evaluate", jax_run, "--backend", "torch", "--json", env=ONE_THREAD, cwd=out)
     return found
 
 
@@ -184,7 +173,7 @@ def test_environments_dqn_cannot_use_are_refused_in_one_line(reports, backend):
 ])
 def test_bad_options_are_one_line_and_leave_no_run(tmp_path, args, message):
     # cwd: not the repository, whose stale dlkit.egg-info (if any) would shadow the installed entry points
-    proc = run_cli("train", "dqn", "--backend", "torch", "--out", str(tmp_path), *args, env=ENV, cwd=tmp_path)
+    proc = run_cli("train", "dqn", "--backend", "torch", "--out", str(tmp_path), *args, env=ONE_THREAD, cwd=tmp_path)
     assert proc.returncode != 0 and "Traceback" not in proc.stderr
     lines = [line for line in proc.stderr.strip().splitlines() if not line.startswith(("Usage:", "Try "))]
     lines = [line for line in lines if line.strip()]

@@ -7,11 +7,9 @@ process per backend, two processes at a time; the test process itself never impo
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import json
-import os
-import subprocess
-import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -19,21 +17,12 @@ import numpy as np
 import pytest
 
 from dlkit.plugins.gan import GANConfig, latents, slerp
-from tests.conftest import run_cli
+from tests.conftest import BACKENDS, ONE_THREAD, run_check, run_cli
 from tests.gan_check import RESUMED, TINY
 
 pytestmark = pytest.mark.e2e
 SCRIPT = Path(__file__).with_name("gan_check.py")
-BACKENDS = ("tensorflow", "jax", "torch")
-#: Tiny models run faster on one thread than on two that other processes keep busy.
-ENV = {"OMP_NUM_THREADS": "1"}
-
-
-def check(backend: str, out: Path) -> dict:
-    proc = subprocess.run([sys.executable, str(SCRIPT), str(out)], capture_output=True, text=True, timeout=400,
-                          env={**os.environ, **ENV, "KERAS_BACKEND": backend})
-    assert proc.returncode == 0, f"{backend}:\n{proc.stderr[-3000:]}"
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+check = functools.partial(run_check, SCRIPT, timeout=400)
 
 
 @pytest.fixture(scope="module")
@@ -41,11 +30,11 @@ def reports(tmp_path_factory) -> dict:
     """The checks on each backend, then the JAX run evaluated on PyTorch through the CLI, two at a time."""
     out = tmp_path_factory.mktemp("gan")
     with ThreadPoolExecutor(2) as pool:
-        found = dict(zip(BACKENDS, pool.map(lambda b: check(b, out / b), BACKENDS)))
+        found = dict(zip(BACKENDS, pool.map(lambda b: check(out / b, backend=b), BACKENDS)))
         jax_run = found["jax"]["train"]["path"]
-        evaluated = pool.submit(run_cli, "evaluate", jax_run, "--backend", "torch", "--json", env=ENV, cwd=out)
+        evaluated = pool.submit(run_cli, "evaluate", jax_run, "--backend", "torch", "--json", env=ONE_THREAD, cwd=out)
         refused = pool.submit(run_cli, "generate", found["tensorflow"]["train"]["path"], "--label", "12",
-                              "--backend", "torch", env=ENV, cwd=out)
+                              "--backend", "torch", env=ONE_THREAD, cwd=out)
         found["evaluated"], found["refused_cli"] = evaluated.result(), refused.result()
     return found
 
@@ -194,7 +183,7 @@ def test_the_cli_refuses_a_label_outside_the_classes_in_one_line(reports):
 
 @pytest.mark.parametrize("n", ["0", "-3"])
 def test_the_cli_refuses_no_or_negative_samples(reports, n, tmp_path):
-    proc = run_cli("generate", reports["tensorflow"]["train"]["path"], "-n", n, env=ENV, cwd=tmp_path)
+    proc = run_cli("generate", reports["tensorflow"]["train"]["path"], "-n", n, env=ONE_THREAD, cwd=tmp_path)
     assert proc.returncode != 0 and "Traceback" not in proc.stderr
     lines = [line for line in proc.stderr.strip().splitlines() if line.strip() and not line.startswith(("Usage:", "Try "))]
     assert len(lines) == 1 and "-n" in lines[0] and "x>=1" in lines[0], proc.stderr

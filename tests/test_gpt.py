@@ -7,11 +7,9 @@ Keras in one process per backend, two processes at a time.
 """
 from __future__ import annotations
 
+import functools
 import json
 import math
-import os
-import subprocess
-import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -19,11 +17,11 @@ import pytest
 
 from dlkit import data
 from dlkit.plugins.gpt import GPT, GPTConfig, random_windows, windows_evenly
-from tests.conftest import SHARED, run_cli
+from tests.conftest import BACKENDS, ONE_THREAD, SHARED, run_check, run_cli
 
 pytestmark = pytest.mark.e2e  # about a minute on two cores: five processes, each starting a backend
 SCRIPT = Path(__file__).with_name("gpt_check.py")
-BACKENDS = ("tensorflow", "jax", "torch")
+check = functools.partial(run_check, SCRIPT, timeout=300)
 OFFLINE_COPY = SHARED / "tinyshakespeare" / "input.txt"
 #: Enough steps at a high rate, without warmup, for a tiny model to beat the uniform guess (ln 65 = 4.17).
 TINY = ["--max-steps", "24", "--eval-interval", "12", "--eval-windows", "4", "--batch-size", "16", "--context", "32",
@@ -41,17 +39,6 @@ def shakespeare():
     return data.keras_cache_dir() / "tinyshakespeare" / "input.txt"
 
 
-#: Tiny models run faster on one thread than on two that other processes keep busy.
-ENV = {"OMP_NUM_THREADS": "1"}
-
-
-def check(*args: str, backend: str) -> dict:
-    proc = subprocess.run([sys.executable, str(SCRIPT), *args], capture_output=True, text=True, timeout=300,
-                          env={**os.environ, **ENV, "KERAS_BACKEND": backend})
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return json.loads(proc.stdout.strip().splitlines()[-1])
-
-
 @pytest.fixture(scope="module")
 def runs(shakespeare, tmp_path_factory):
     """Every process of the module, two at a time: the model checks on each backend, training on JAX,
@@ -59,13 +46,13 @@ def runs(shakespeare, tmp_path_factory):
     out = tmp_path_factory.mktemp("gpt")
     sample = out / "sample"
     with ThreadPoolExecutor(2) as pool:
-        trained = pool.submit(run_cli, "train", "gpt", "--backend", "jax", "--out", str(out), *TINY, env=ENV)
+        trained = pool.submit(run_cli, "train", "gpt", "--backend", "jax", "--out", str(out), *TINY, env=ONE_THREAD)
         checks = {b: pool.submit(check, "model", backend=b) for b in BACKENDS}
         proc = trained.result()
         assert proc.returncode == 0, proc.stderr[-3000:]
         (run,) = (out / "gpt").iterdir()
         generated = pool.submit(run_cli, "generate", str(run), "--backend", "torch", "--out", str(sample),
-                                "--prompt", "ROMEO:", "--tokens", "60", "--seed", "3", env=ENV)
+                                "--prompt", "ROMEO:", "--tokens", "60", "--seed", "3", env=ONE_THREAD)
         refused = pool.submit(check, "refusals", str(run), backend="torch")
         return {"run": run, "train_stdout": proc.stdout, "generated": generated.result(), "sample": sample,
                 "refused": refused.result(), **{b: f.result() for b, f in checks.items()}}

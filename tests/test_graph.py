@@ -8,12 +8,9 @@ one process per backend, two processes at a time.
 """
 from __future__ import annotations
 
-import json
-import os
+import functools
 import pickle
 import shutil
-import subprocess
-import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -22,14 +19,13 @@ import pytest
 
 from dlkit import data
 from dlkit.plugins.planetoid import planetoid_dataset, read_planetoid
-from tests.conftest import run_cli
+from tests.conftest import BACKENDS, run_check, run_cli
 
 pytestmark = pytest.mark.e2e  # about a minute on two cores: six processes, each starting a backend
 SCRIPT = Path(__file__).with_name("graph_check.py")
-BACKENDS = ("tensorflow", "jax", "torch")
+check = functools.partial(run_check, SCRIPT, timeout=400)
 #: where each backend's runs are reloaded and evaluated (two processes: each start of a backend costs seconds)
 NEXT = {"tensorflow": "torch", "jax": "tensorflow", "torch": "tensorflow"}
-ENV = {"OMP_NUM_THREADS": "1"}  # tiny models run faster on one thread than on two that others keep busy
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -38,13 +34,6 @@ def planetoid():
     if missing:
         pytest.skip(f"needs the Planetoid files: {', '.join(missing[:3])}… not in {data.keras_cache_dir()} "
                     f"(tests/conftest.py copies them from ../shared/datasets/planetoid)")
-
-
-def check(*args: str, backend: str) -> dict:
-    proc = subprocess.run([sys.executable, str(SCRIPT), *args], capture_output=True, text=True, timeout=400,
-                          env={**os.environ, **ENV, "KERAS_BACKEND": backend})
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
 @pytest.fixture(scope="module")

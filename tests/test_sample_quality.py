@@ -7,9 +7,8 @@ one process per backend; the test process itself never imports Keras.
 """
 from __future__ import annotations
 
-import json
+import functools
 import math
-import os
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
@@ -20,11 +19,11 @@ import pytest
 
 from dlkit.errors import DlkitError
 from dlkit.sample_quality import class_statistics, classifier_score, feature_statistics, frechet_distance
+from tests.conftest import BACKENDS, run_check
 from tests.sample_quality_check import NOISE, ONE_CLASS
 
 SCRIPT = Path(__file__).with_name("sample_quality_check.py")
-BACKENDS = ("tensorflow", "jax", "torch")
-ENV = {"OMP_NUM_THREADS": "1"}
+check = functools.partial(run_check, SCRIPT, timeout=400)
 
 
 # -- the formulas ---------------------------------------------------------------------------------------------
@@ -102,22 +101,14 @@ def test_the_module_imports_no_keras():
 
 
 # -- the reference classifier on every backend -------------------------------------------------------------
-def check(*args: str, env: dict) -> dict:
-    proc = subprocess.run([sys.executable, str(SCRIPT), *args], capture_output=True, text=True, timeout=400,
-                          env={**os.environ, **ENV, **env})
-    assert proc.returncode == 0, f"{env.get('KERAS_BACKEND')} {args}:\n{proc.stderr[-3000:]}"
-    return json.loads(proc.stdout.strip().splitlines()[-1])
-
-
 @pytest.fixture(scope="module")
 def reports(tmp_path_factory) -> dict:
     """The three backends at once on an empty cache, then the cache checks on a copy of what they left."""
     home = tmp_path_factory.mktemp("keras-home")
     with ThreadPoolExecutor(3) as pool:
         found = dict(zip(BACKENDS, pool.map(
-            lambda b: check("scores", env={"KERAS_BACKEND": b, "KERAS_HOME": str(home)}), BACKENDS)))
-    found["cache"] = check("cache", str(tmp_path_factory.mktemp("empty")),
-                           env={"KERAS_BACKEND": "jax", "KERAS_HOME": str(home)})
+            lambda b: check("scores", backend=b, env={"KERAS_HOME": str(home)}), BACKENDS)))
+    found["cache"] = check("cache", tmp_path_factory.mktemp("empty"), backend="jax", env={"KERAS_HOME": str(home)})
     return found
 
 

@@ -11,10 +11,7 @@ the TensorFlow run on JAX.
 from __future__ import annotations
 
 import json
-import os
 import re
-import subprocess
-import sys
 from concurrent.futures import ThreadPoolExecutor
 from datetime import date, datetime
 from pathlib import Path
@@ -23,12 +20,10 @@ import pytest
 
 from dlkit.plugins import dates
 from dlkit.plugins.seq2seq import LENGTH, OUTPUT_CHARS, clean, decode, encode_pairs
-from tests.conftest import run_cli
+from tests.conftest import ONE_THREAD, run_check, run_cli
 
 SCRIPT = Path(__file__).with_name("seq2seq_check.py")
 PLAN = {"tensorflow": ("bahdanau", "gru"), "jax": ("luong", "lstm"), "torch": ("none", "gru")}
-#: Tiny models run faster on one thread than on two that other processes keep busy.
-ENV = {"OMP_NUM_THREADS": "1"}
 
 
 # -- the generated dates, without Keras ---------------------------------------------------------------------
@@ -110,12 +105,7 @@ def test_inputs_outside_the_alphabet_and_the_teacher_forcing_shift():
 def check(out: Path, backend: str, *others: str) -> dict:
     # every process here starts outside the repository (cwd=out): a stale dlkit.egg-info left in its root
     # by an older `pip install` would otherwise shadow the installed entry points (and hide seq2seq)
-    attention, cell = PLAN[backend]
-    proc = subprocess.run([sys.executable, str(SCRIPT), str(out / backend), attention, cell, *others],
-                          capture_output=True, text=True, timeout=600, cwd=out,
-                          env={**os.environ, **ENV, "KERAS_BACKEND": backend})
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    return run_check(SCRIPT, out / backend, *PLAN[backend], *others, backend=backend, timeout=600, cwd=out)
 
 
 @pytest.fixture(scope="module")
@@ -127,7 +117,7 @@ def runs(tmp_path_factory):
         tf_run, jax_run = found["tensorflow"]["run"], found["jax"]["run"]
         torch = pool.submit(check, out, "torch", tf_run, jax_run)
         cli = pool.submit(run_cli, "predict", tf_run, "the 3rd of march 1987", "MARCH 3, 1987", "--backend", "jax",
-                          "--json", "--plot", str(out / "cli.png"), env=ENV, cwd=out)
+                          "--json", "--plot", str(out / "cli.png"), env=ONE_THREAD, cwd=out)
         found["torch"], found["cli"], found["cli_plot"] = torch.result(), cli.result(), out / "cli.png"
     return found
 
