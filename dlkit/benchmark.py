@@ -30,6 +30,8 @@ from dlkit.files import write_json
 
 #: Budget of ``--quick`` cells (fields a plugin's config lacks are skipped), on top of its tiny test_config.
 QUICK = {"epochs": 1, "train_samples": 2000, "test_samples": 500}
+#: What a cell's process is doing, for the ❌ reason of an unexpected error.
+STAGE = "starting"
 COLUMNS = ("backend", "status", "headline metric", "s/epoch", "train samples/s", "inference samples/s (batch 1)",
            "inference samples/s (batch 256)", "peak RSS MiB", "params")
 
@@ -88,9 +90,12 @@ def cell(algorithm: str, backend: str, options: dict, out: str) -> dict:
 
     from dlkit import training
 
+    global STAGE
+    STAGE = "training"
     run = training.train(algorithm, backend=backend, out=out, echo=lambda *a: None, **options)
     record = run.metrics
     unit = record.get("budget_unit") or run.unit
+    STAGE = "reloading and evaluating model.keras"
     reloaded = training.evaluate(str(run.path), echo=lambda *a: None)
     metric = record["headline"]["metric"]
     row = {"backend": record["backend"], "ok": True, "algorithm": algorithm, "unit": unit,
@@ -98,6 +103,7 @@ def cell(algorithm: str, backend: str, options: dict, out: str) -> dict:
            "reloaded_value": reloaded["test"].get(metric), "seconds_per_unit": record.get(f"seconds_per_{unit}"),
            "train_samples_per_s": record.get("train_samples_per_s"), "train_time_s": record.get("train_time_s"),
            "device": record.get("device"), "run": str(run.path), "options": options}
+    STAGE = "timing inference"
     row.update(_inference_speed(run))
     row["peak_rss_mib"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)  # KiB on Linux
     return row
@@ -117,7 +123,9 @@ def _inference_speed(run) -> dict:
     x = data.x_test
     leaves = keras.tree.flatten(x) if x is not None else []
     if not leaves or not all(isinstance(leaf, np.ndarray) for leaf in leaves):
-        return found  # a graph, an environment, noise: no batch of test inputs to time
+        return found  # a graph, an environment: no batch of test inputs to time
+    if not takes(model, leaves):
+        return found  # a generator's inputs are noise, a language model's are windows of the test text
     for batch in (1, 256):
         index = np.arange(batch) % len(leaves[0])  # a test set smaller than the batch is repeated
         inputs = keras.tree.map_structure(lambda leaf: leaf[index], x)
@@ -128,6 +136,15 @@ def _inference_speed(run) -> dict:
             calls += 1
         found[f"inference_per_s_batch_{batch}"] = round(calls * batch / (time.perf_counter() - started), 1)
     return found
+
+
+def takes(model, leaves: list) -> bool:
+    """Whether the test inputs are the model's inputs: as many arrays, each of its input's rank and shape."""
+    inputs = getattr(model, "inputs", None) or []
+    if len(inputs) != len(leaves):
+        return False
+    return all(len(spec.shape) == leaf.ndim and all(d is None or d == n for d, n in zip(spec.shape[1:], leaf.shape[1:]))
+               for spec, leaf in zip(inputs, leaves))
 
 
 def benchmark(algorithm: str, backend_list: str = ",".join(BACKENDS), options: dict | None = None,
@@ -271,8 +288,9 @@ def matrix(backend_list: str = ",".join(BACKENDS), out: str | Path = "benchmarks
             if c.get("ok"):
                 value = c.get("reloaded_value", c.get("value"))
                 shown.append(f"✅ {c['metric']} {_fmt(value, 3)}, {_fmt(c.get('train_time_s'))} s")
-            else:
-                shown.append(f"❌ {c['reason']}")
+            else:  # the full reason is in matrix.json
+                reason = c["reason"]
+                shown.append(f"❌ {reason if len(reason) <= 160 else reason[:159] + '…'}")
         lines.append(f"| {entry.name} | " + " | ".join(shown) + " |")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -288,6 +306,11 @@ if __name__ == "__main__":  # one cell, in its own process: python -m dlkit.benc
     try:
         print(json.dumps(cell(sys.argv[2], sys.argv[3], json.loads(sys.argv[4]), sys.argv[5])), flush=True)
     except Exception as exc:  # the parent shows the last stderr line as the ❌ reason
-        reason = first_line(exc) if isinstance(exc, DlkitError) else f"{type(exc).__name__}: {first_line(exc)}"
+        if isinstance(exc, DlkitError):
+            reason = first_line(exc)
+        else:  # Keras wraps a layer's error under "Exception encountered when calling …": show the error itself
+            lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+            told = [line for line in lines if not line.startswith("Exception encountered when calling")]
+            reason = f"{STAGE}: {type(exc).__name__}: {(told or lines or [''])[0]}"
         print(reason, file=sys.stderr, flush=True)
         sys.exit(1)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from types import SimpleNamespace
 
+import numpy as np
 import pytest
 
 from dlkit import backends, benchmark, registry
@@ -112,3 +113,16 @@ def test_benchmark_rows_per_backend_then_train_auto_picks_the_fastest(tmp_path):
     assert f"--backend auto: {fastest}, the fastest for mlp on this machine" in trained.stdout
     metrics = json.loads(next((tmp_path / "runs" / "mlp").glob("*/metrics.json")).read_text())
     assert metrics["backend"] == fastest
+
+
+def test_inference_is_timed_only_where_the_test_inputs_are_the_models_inputs():
+    Spec = SimpleNamespace
+    classifier = Spec(inputs=[Spec(shape=(None, 28, 28, 1))])
+    generator = Spec(inputs=[Spec(shape=(None, 8)), Spec(shape=(None,))])   # noise and label
+    language_model = Spec(inputs=[Spec(shape=(None, None))])                # windows of tokens
+    images, tokens = np.zeros((5, 28, 28, 1)), np.zeros(100, dtype="int32")
+    assert benchmark.takes(classifier, [images])
+    assert not benchmark.takes(classifier, [np.zeros((5, 32, 32, 3))])
+    assert not benchmark.takes(generator, [images])
+    assert not benchmark.takes(language_model, [tokens])
+    assert benchmark.takes(language_model, [np.zeros((4, 128), dtype="int32")])
