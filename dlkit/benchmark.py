@@ -126,8 +126,10 @@ def _inference_speed(run) -> dict:
         return found  # a graph, an environment: no batch of test inputs to time
     if not takes(model, leaves):
         return found  # a generator's inputs are noise, a language model's are windows of the test text
-    for batch in (1, 256):
-        index = np.arange(batch) % len(leaves[0])  # a test set smaller than the batch is repeated
+    # a test set smaller than the batch is repeated, unless it is one example (a whole graph): 256 copies
+    # of a graph measure nothing a user does, and hold gigabytes
+    for batch in (1, 256) if len(leaves[0]) > 1 else (1,):
+        index = np.arange(batch) % len(leaves[0])
         inputs = keras.tree.map_structure(lambda leaf: leaf[index], x)
         model.predict_on_batch(inputs)  # compile / warm up
         calls, started = 0, time.perf_counter()
