@@ -219,6 +219,8 @@ def auto_backend(algorithm: str, supported: tuple[str, ...]) -> tuple[str, str]:
 def _fmt(value: Any, digits: int = 1) -> str:
     if value is None:
         return "-"
+    if isinstance(value, float) and 0 < abs(value) < 10 ** -digits:
+        return f"{value:.2g}"  # seconds per environment step: 0.0041, not 0.00
     return f"{value:.{digits}f}" if isinstance(value, float) else str(value)
 
 
