@@ -30,7 +30,8 @@ VOCAB = "vocab.json"
 
 @dataclass
 class GPTConfig(BaseConfig):
-    max_steps: int = option(1000, "Gradient steps to train for (the budget).", min=1)
+    max_steps: int = option(1500, "Gradient steps to train for (the budget: about 14 minutes on 2 CPU cores).",
+                            min=1)
     eval_interval: int = option(100, "Log, evaluate on the validation text and checkpoint every N steps.", min=1)
     eval_windows: int = option(64, "Validation windows in each periodic evaluation (the final one reads all).",
                                min=1)
