@@ -101,6 +101,10 @@ def _import(backend: str, quiet: bool) -> None:
             from dlkit import torch_rnn
 
             torch_rnn.install()
+        if backend in ("torch", "jax"):  # fused batch norm (torch), max pooling without select_and_scatter (jax)
+            from dlkit import fast_kernels
+
+            fast_kernels.install(backend)
         if backend != "tensorflow" and importlib.util.find_spec("tensorflow") is not None:
             with contextlib.suppress(Exception):  # Keras does without it (LazyModule), so may this
                 importlib.import_module("tensorflow")

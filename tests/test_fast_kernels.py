@@ -1,0 +1,28 @@
+"""dlkit/fast_kernels.py: PyTorch's fused batch norm (torch) and max pooling as a reshape and a max (jax)
+give what Keras' own layers give, in training, under stateless_call, and in their gradients.
+
+The kernels run in tests/fast_kernels_check.py, one process per backend.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import run_check
+
+pytestmark = pytest.mark.e2e
+SCRIPT = Path(__file__).with_name("fast_kernels_check.py")
+
+
+def test_torch_fused_batch_norm_is_keras_batch_norm():
+    found = run_check(SCRIPT, backend="torch", timeout=300)
+    assert found["output"] < 1e-5 and found["eval_unchanged"] < 1e-6
+    assert found["moving"] < 1e-6 and found["stateless_moving"] < 1e-6  # Keras' momentum update, both ways
+    assert found["input_gradient"] < 1e-4 * found["gradient_scale"]
+
+
+def test_jax_max_pool_is_keras_max_pool():
+    found = run_check(SCRIPT, backend="jax", timeout=300)
+    assert found["values"] == 0.0 and found["gradient"] == 0.0
+    assert found["overlapping_shape"] == [4, 4, 4, 3]  # pool 3, stride 2: Keras' own path
