@@ -25,7 +25,7 @@ from typing import Any, Callable
 
 from dlkit import __version__, backends, registry
 from dlkit.api import BACKENDS
-from dlkit.errors import DlkitError, first_line
+from dlkit.errors import DlkitError, first_line, one_line
 from dlkit.files import write_json
 
 #: Budget of ``--quick`` cells (fields a plugin's config lacks are skipped), on top of its tiny test_config.
@@ -310,11 +310,6 @@ if __name__ == "__main__":  # one cell, in its own process: python -m dlkit.benc
     try:
         print(json.dumps(cell(sys.argv[2], sys.argv[3], json.loads(sys.argv[4]), sys.argv[5])), flush=True)
     except Exception as exc:  # the parent shows the last stderr line as the ❌ reason
-        if isinstance(exc, DlkitError):
-            reason = first_line(exc)
-        else:  # Keras wraps a layer's error under "Exception encountered when calling …": show the error itself
-            lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-            told = [line for line in lines if not line.startswith("Exception encountered when calling")]
-            reason = f"{STAGE}: {type(exc).__name__}: {(told or lines or [''])[0]}"
+        reason = first_line(exc) if isinstance(exc, DlkitError) else f"{STAGE}: {one_line(exc)}"
         print(reason, file=sys.stderr, flush=True)
         sys.exit(1)

@@ -3,7 +3,12 @@
 Standard library only: every layer of dlkit (backends, data, config, plugins) raises these.
 """
 import difflib
+import re
 from collections.abc import Iterable
+
+#: Keras re-raises an error from inside a layer's call under this line, with the error itself below it in bold.
+KERAS_WRAPPER = "Exception encountered when calling"
+_TERMINAL_STYLE = re.compile(r"\x1b\[[0-9;]*m")
 
 
 class DlkitError(Exception):
@@ -19,9 +24,13 @@ class TrainingInterrupted(DlkitError):
 
 
 def first_line(exc: BaseException) -> str:
-    """The first line of an exception's message, or its type name when the message is empty."""
-    lines = str(exc).strip().splitlines()
-    return lines[0] if lines else type(exc).__name__
+    """The first line of an exception's message, or its type name when the message is empty.
+
+    For an error Keras wrapped ("Exception encountered when calling X.call()."), the error's own line.
+    """
+    lines = [line.strip() for line in _TERMINAL_STYLE.sub("", str(exc)).splitlines() if line.strip()]
+    told = [line for line in lines if not line.startswith(KERAS_WRAPPER)]
+    return (told or lines or [type(exc).__name__])[0]
 
 
 def one_line(exc: BaseException) -> str:

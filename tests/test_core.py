@@ -225,3 +225,13 @@ def test_image_grid_tiles_the_samples_pixel_for_pixel(tmp_path):
     assert grid[12:16, 0:3, 0].min() == 1.0 and grid[0:4, 0:3, 0].max() == 0.0
     with pytest.raises(ValueError, match=r"\(N, H, W, C\)"):
         image_grid(np.zeros((0, 4, 4, 1)), tmp_path / "empty.png")
+
+
+def test_an_error_keras_wrapped_is_reported_by_its_own_line():
+    from dlkit.errors import first_line, one_line
+
+    wrapped = ValueError("Exception encountered when calling Functional.call().\n\n\x1b[1mInvalid input shape "
+                         "(1,)\x1b[0m\n\nArguments received by Functional.call():\n  • inputs=...")
+    assert first_line(wrapped) == "Invalid input shape (1,)"
+    assert one_line(wrapped) == "ValueError: Invalid input shape (1,)"
+    assert first_line(ValueError("\n  plain\nsecond")) == "plain" and first_line(KeyError()) == "KeyError"
