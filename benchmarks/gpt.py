@@ -1,13 +1,15 @@
 """Benchmarks of the gpt plugin: step time per backend, validation loss against wall time, generation speed.
 
     python benchmarks/gpt.py speed [--backends tensorflow,jax,torch] [-- dlkit gpt options]
-    python benchmarks/gpt.py train --backend tensorflow [-- dlkit gpt options]
+    python benchmarks/gpt.py train --backend tensorflow [--time-limit S] [-- dlkit gpt options]
     python benchmarks/gpt.py generate RUN_DIR [--backend tensorflow] [--tokens 500]
 
 ``speed`` times gradient steps of the default model in a fresh process per backend, with
 ``model.train_on_batch`` (what the plugin uses) and with ``dlkit.steps.GradientStep``. ``train`` runs
 ``dlkit train gpt`` as a user would and reads its progress lines, so each validation loss gets the
-wall time since the process started (start-up and data loading included). ``generate`` runs
+wall time since the process started (start-up and data loading included); ``--time-limit S`` presses
+Ctrl-C for the run after S seconds (it stops at its next step, as a user's run would) and records the
+curve so far, to compare backends on the same wall-clock budget. ``generate`` runs
 ``dlkit generate`` with and without the key/value cache. Results are printed as Markdown and appended
 as JSON lines to benchmarks/out/gpt.jsonl with the command and the load average before and after.
 """
@@ -17,8 +19,10 @@ import argparse
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -89,12 +93,16 @@ def speed(backends: list[str], options: list[str]) -> None:
               flush=True)
 
 
-def train(backend: str, options: list[str]) -> None:
+def train(backend: str, options: list[str], time_limit: float | None = None) -> None:
     out = OUT / "runs" / f"gpt-{backend}-{time.strftime('%Y%m%d-%H%M%S')}"
     cmd = ["dlkit", "train", "gpt", "--backend", backend, *options]
     before, started = common.load_average(), time.perf_counter()
     proc = subprocess.Popen(DLKIT + cmd[1:] + ["--out", str(out)], stdout=subprocess.PIPE, text=True,
                             env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    if time_limit:  # the same Ctrl-C a user presses: the run returns between two steps and keeps its checkpoint
+        timer = threading.Timer(time_limit, proc.send_signal, (signal.SIGINT,))
+        timer.daemon = True
+        timer.start()
     curve = []
     print("| step | wall s | loop s | train loss | val loss | load |")
     print("|---|---|---|---|---|---|")
@@ -108,14 +116,22 @@ def train(backend: str, options: list[str]) -> None:
             print(f"| {step} | {point['wall_s']} | {loop} | {loss} | {val} | {point['load']} |", flush=True)
         else:
             print(line.rstrip(), file=sys.stderr)
-    if proc.wait() != 0:
+    stopped = proc.wait() != 0 and time_limit and time.perf_counter() - started >= time_limit
+    if proc.returncode != 0 and not stopped:
         sys.exit(f"failed ({proc.returncode}): {' '.join(cmd)}")
     run = next((out / "gpt").iterdir())
-    metrics = json.loads((run / "metrics.json").read_text())
     row = {"kind": "train", "command": " ".join(cmd), "backend": backend, "run": str(run), "curve": curve,
            "load_before": before, "load_after": common.load_average(), "process_wall_s": round(time.perf_counter() - started, 1),
-           "date": time.strftime("%Y-%m-%d %H:%M"), "test": metrics["test"], "train_time_s": metrics["train_time_s"],
-           "seconds_per_step": metrics.get("seconds_per_step")}
+           "date": time.strftime("%Y-%m-%d %H:%M")}
+    if stopped:
+        row["stopped_after_s"] = time_limit
+        common.record("gpt", row)
+        last = curve[-1] if curve else {}
+        print(f"\nstopped after {time_limit} s at step {last.get('step')}: probe val_loss {last.get('val_loss')} | "
+              f"load {before} → {row['load_after']} | run {run}")
+        return
+    metrics = json.loads((run / "metrics.json").read_text())
+    row.update(test=metrics["test"], train_time_s=metrics["train_time_s"], seconds_per_step=metrics.get("seconds_per_step"))
     common.record("gpt", row)
     print(f"\nfinal: val_loss {metrics['test']['val_loss']:.4f} on the whole validation text | "
           f"{row['process_wall_s']} s wall | load {before} → {row['load_after']} | run {run}")
@@ -149,6 +165,7 @@ def main() -> None:
     p.add_argument("--backends", default="tensorflow,jax,torch")
     p = sub.add_parser("train")
     p.add_argument("--backend", default="tensorflow")
+    p.add_argument("--time-limit", type=float, default=None, help="press Ctrl-C for the run after S seconds")
     p = sub.add_parser("generate")
     p.add_argument("run")
     p.add_argument("--backend", default=None)
@@ -158,7 +175,7 @@ def main() -> None:
     if args.what == "speed":
         speed(args.backends.split(","), rest)
     elif args.what == "train":
-        train(args.backend, rest)
+        train(args.backend, rest, args.time_limit)
     else:
         generate(args.run, args.backend, args.tokens, rest)
 

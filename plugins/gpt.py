@@ -30,7 +30,7 @@ VOCAB = "vocab.json"
 
 @dataclass
 class GPTConfig(BaseConfig):
-    max_steps: int = option(1500, "Gradient steps to train for (the budget: about 14 minutes on 2 CPU cores).",
+    max_steps: int = option(2000, "Gradient steps to train for (the budget: about 13 minutes on 2 idle CPU cores).",
                             min=1)
     eval_interval: int = option(100, "Log, evaluate on the validation text and checkpoint every N steps.", min=1)
     eval_windows: int = option(64, "Validation windows in each periodic evaluation (the final one reads all).",
