@@ -43,7 +43,8 @@ class Trained:
 
 def train(algo: str, backend: str, *options: str, env: dict | None = None, tag: str = "") -> Trained:
     """One ``dlkit train ALGO --backend BACKEND OPTIONS`` process into benchmarks/out/runs/; exits on failure."""
-    out = OUT / "runs" / f"{algo}-{backend}-{time.strftime('%Y%m%d-%H%M%S')}{tag}"
+    # the pid keeps two benchmarks started in the same second (one per core) out of each other's folder
+    out = OUT / "runs" / f"{algo}-{backend}-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}{tag}"
     cmd = ["dlkit", "train", algo, "--backend", backend, *options]
     OUT.mkdir(exist_ok=True)
     before, started = load_average(), time.perf_counter()
