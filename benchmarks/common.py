@@ -41,10 +41,15 @@ class Trained:
     load_after: str
 
 
+def run_folder(algo: str, backend: str, tag: str = "") -> Path:
+    """A fresh benchmarks/out/runs/ folder for one ``dlkit train`` process."""
+    # the pid keeps two benchmarks started in the same second (one per core) out of each other's folder
+    return OUT / "runs" / f"{algo}-{backend}-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}{tag}"
+
+
 def train(algo: str, backend: str, *options: str, env: dict | None = None, tag: str = "") -> Trained:
     """One ``dlkit train ALGO --backend BACKEND OPTIONS`` process into benchmarks/out/runs/; exits on failure."""
-    # the pid keeps two benchmarks started in the same second (one per core) out of each other's folder
-    out = OUT / "runs" / f"{algo}-{backend}-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}{tag}"
+    out = run_folder(algo, backend, tag)
     cmd = ["dlkit", "train", algo, "--backend", backend, *options]
     OUT.mkdir(exist_ok=True)
     before, started = load_average(), time.perf_counter()

@@ -94,7 +94,7 @@ def speed(backends: list[str], options: list[str]) -> None:
 
 
 def train(backend: str, options: list[str], time_limit: float | None = None) -> None:
-    out = OUT / "runs" / f"gpt-{backend}-{time.strftime('%Y%m%d-%H%M%S')}"
+    out = common.run_folder("gpt", backend)
     cmd = ["dlkit", "train", "gpt", "--backend", backend, *options]
     before, started = common.load_average(), time.perf_counter()
     proc = subprocess.Popen(DLKIT + cmd[1:] + ["--out", str(out)], stdout=subprocess.PIPE, text=True,
