@@ -199,6 +199,8 @@ class PlanetoidAlgorithm(Algorithm):
         for epoch in range(run.start + 1, cfg.epochs + 1):
             if run.stop_requested:   # Ctrl-C: return between two epochs; the last checkpoint stays
                 return None
+            if best.exhausted:       # resumed after a Ctrl-C that came with the epoch that ran out of patience
+                break
             logs = step(*x, labels, train_mask)
             val = node_metrics(predict_logits(model, data), data, "val")
             run.log(epoch, loss=logs["loss"], accuracy=logs["accuracy"], val_loss=val["loss"],
@@ -255,7 +257,12 @@ class EarlyStopping:
             self.waited = 0
             return False
         self.waited += 1
-        return self.waited >= self.patience
+        return self.exhausted
+
+    @property
+    def exhausted(self) -> bool:
+        """Patience ran out: training is over (also when a resumed run finds it so in its checkpoint)."""
+        return bool(self.patience) and self.waited >= self.patience
 
     def restore(self, model) -> None:
         if self.patience and self.weights:

@@ -143,6 +143,19 @@ def test_gat_interrupted_by_ctrl_c_resumes_to_the_uninterrupted_result(found):
         assert resumed["resumed"]["test"][key] == pytest.approx(resumed["whole"]["test"][key], abs=1e-6)
 
 
+def test_a_checkpoint_saved_as_patience_ran_out_resumes_to_no_more_epochs():
+    """Ctrl-C that arrives with the epoch that exhausts the patience: the checkpoint holds the counters,
+    and the resumed loop must stop, not train on (it did, when the stop decision lived only in the loop)."""
+    from dlkit.plugins.planetoid import EarlyStopping
+
+    stopping = EarlyStopping(3, {"best_accuracy": 0.5, "best_loss": 1.0, "epoch": 1}, [])
+    assert not stopping.exhausted
+    decisions = [stopping.update({"accuracy": 0.4, "loss": 2.0}, model=None) for _ in range(3)]  # no progress
+    assert decisions == [False, False, True] and stopping.exhausted
+    assert EarlyStopping(3, stopping.state(), []).exhausted           # what --resume rebuilds from the checkpoint
+    assert not EarlyStopping(0, {"waited": 9}, []).exhausted          # patience 0: early stopping off
+
+
 @pytest.mark.parametrize("args, message", [
     (["gcn", "--hidden", "0"], "'--hidden': 0 is not in the range x>=1"),
     (["gat", "--heads", "0"], "'--heads': 0 is not in the range x>=1"),
