@@ -8,6 +8,11 @@
         N interleaved pairs (native, dlkit torch, then each extra backend), each run in a fresh process;
         prints the median ratio dlkit torch / native (and jax / tensorflow when both are timed)
 
+    python benchmarks/torch_twin.py steps --threads 1,2 [--rounds 5] [--steps 20] [--profile 10]
+        one process, both sides built once: rounds of N training steps, native and dlkit torch
+        interleaved, timed per step at each thread count; then where each side's time goes (the
+        torch.profiler operators with the most self CPU time, over a few more steps)
+
 The twin, layer by layer as plugins/cnn.py builds it: Conv32 (no bias) → BN → ReLU → Conv64 (no bias) →
 BN → ReLU → MaxPool 2 → Dropout 0.1 → Flatten → Dense128 (no bias) → BN → ReLU → Dropout 0.2 → Dense10,
 with Keras' batch norm (momentum 0.99, i.e. PyTorch's 0.01; epsilon 1e-3) and initialisers (glorot
@@ -256,6 +261,84 @@ def paired(args) -> None:
               f"(per pair {summary['ratio_jax_over_tensorflow']}; target ≤ 1.5)")
 
 
+def steps(args) -> None:
+    """Per-step seconds of the two sides in one process, interleaved, at each thread count; then a profile."""
+    import numpy as np
+    import torch
+    import torch.nn.functional as F
+
+    from dlkit import backends, registry
+    from dlkit.config import make_config
+    from dlkit.training import load_prepared
+
+    backends.activate("torch")  # what dlkit.train does first: Keras on PyTorch with dlkit.fast_kernels
+    import keras
+
+    entry = registry.get("cnn")
+    plugin = entry.algorithm()
+    cfg = make_config(entry.cls.config, {"epochs": 1}, entry.cls.datasets)
+    data = load_prepared(entry, plugin, cfg)
+    keras.utils.set_random_seed(args.seed)
+    keras_model = plugin.build(cfg, data)                              # compiled as dlkit trains it
+    x = data.x_train[:BATCH * args.steps]
+    y = keras.utils.to_categorical(data.y_train[:BATCH * args.steps], data.num_classes)  # cnn's smoothed loss
+
+    torch.manual_seed(args.seed)
+    twin = twin_model()
+    optimizer = torch.optim.Adam(twin.parameters(), lr=1e-3, eps=ADAM_EPSILON)
+    images = torch.from_numpy(np.ascontiguousarray(np.moveaxis(x, -1, 1)))                  # NCHW
+    labels = torch.from_numpy(data.y_train[:BATCH * args.steps].astype("int64"))
+
+    def native_step(i):
+        batch = slice(i * BATCH, (i + 1) * BATCH)
+        loss = F.cross_entropy(twin(images[batch]), labels[batch], label_smoothing=SMOOTHING)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+    def dlkit_step(i):
+        batch = slice(i * BATCH, (i + 1) * BATCH)
+        keras_model.train_on_batch(x[batch], y[batch])
+
+    def timed(step) -> float:
+        started = time.perf_counter()
+        for i in range(args.steps):
+            step(i)
+        return (time.perf_counter() - started) / args.steps
+
+    sides = {"native torch": native_step, "dlkit torch": dlkit_step}
+    for threads in [int(t) for t in args.threads.split(",")]:
+        torch.set_num_threads(threads)
+        for step in sides.values():
+            step(0), step(1)                                              # warm-up: first-call costs
+        per_step = {name: [] for name in sides}
+        before = common.load_average()
+        for _ in range(args.rounds):
+            for name, step in sides.items():
+                per_step[name].append(timed(step))
+        ratios = [d / n for d, n in zip(per_step["dlkit torch"], per_step["native torch"])]
+        row = {"command": "python benchmarks/torch_twin.py " + " ".join(sys.argv[1:]), "commit": commit(),
+               "side": "steps", "threads": threads, "rounds": args.rounds, "steps": args.steps,
+               "s_per_step": {k: [round(v, 4) for v in vs] for k, vs in per_step.items()},
+               "ratio_dlkit_torch_over_native": [round(r, 3) for r in ratios],
+               "median_ratio": round(statistics.median(ratios), 3),
+               "load_before": before, "load_after": common.load_average()}
+        common.record(NAME, row)
+        print(f"threads {threads}: s/step native {statistics.median(per_step['native torch']):.4f}, dlkit torch "
+              f"{statistics.median(per_step['dlkit torch']):.4f}; ratio per round {row['ratio_dlkit_torch_over_native']}, "
+              f"median **{row['median_ratio']}** (load {before} → {row['load_after']})", flush=True)
+        if args.profile:
+            from torch.profiler import ProfilerActivity, profile
+
+            for name, step in sides.items():
+                with profile(activities=[ProfilerActivity.CPU], record_shapes=bool(os.environ.get("BY_SHAPE"))) as prof:
+                    for i in range(args.profile):
+                        step(i)
+                print(f"\n{name}, {threads} thread(s), {args.profile} steps:")
+                print(prof.key_averages(group_by_input_shape=bool(os.environ.get("BY_SHAPE"))).table(
+                    sort_by="self_cpu_time_total", row_limit=args.top))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -272,7 +355,17 @@ def main() -> None:
             sub.add_argument("--backends", default="", help="also time dlkit on these backends (tensorflow,jax)")
         else:
             sub.add_argument("--quiet", action="store_true", help="print the row only (how paired reads it)")
+    sub = commands.add_parser("steps")
+    sub.add_argument("--threads", default="1,2", help="PyTorch intra-op thread counts to time, comma-separated")
+    sub.add_argument("--rounds", type=int, default=5)
+    sub.add_argument("--steps", type=int, default=20, help="training steps per side per round")
+    sub.add_argument("--profile", type=int, default=0, help="then profile N steps of each side (0 = no profile)")
+    sub.add_argument("--top", type=int, default=15, help="operators shown per profile")
+    sub.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
+    if args.command == "steps":
+        steps(args)
+        return
     if args.command == "paired":
         paired(args)
         return

@@ -1,7 +1,7 @@
 """In one process with KERAS_BACKEND set: dlkit/fast_kernels.py's kernels against Keras' own, as JSON.
 
 torch: BatchNormalization in training (output, moving statistics, input gradient, and under
-stateless_call as GradientStep runs it). jax: non-overlapping max pooling (values and gradient).
+stateless_call as GradientStep runs it); convolutions and pooling with the channels-last transpose. jax: non-overlapping max pooling (values and gradient).
 """
 import json
 import os
@@ -40,6 +40,34 @@ def torch_batch_norm() -> dict:
             "eval_unchanged": biggest(fused(x, training=False), keras_call(plain, x, training=False))}
 
 
+def torch_layout() -> dict:
+    """Spatial layers with the channels-last transpose against Keras' own (NCHW copy): outputs and input
+    gradients, and whether the transpose of a contiguous (B, H, W, C) tensor copies it."""
+    import torch
+    from keras.src.backend.torch import nn
+
+    patched, keras_transpose = nn._transpose_spatial_inputs, nn._transpose_spatial_inputs.keras_transpose
+    rng = np.random.default_rng(1)
+    layers = {"conv": keras.layers.Conv2D(5, 3), "conv_same_strided": keras.layers.Conv2D(4, 3, strides=2, padding="same"),
+              "depthwise": keras.layers.DepthwiseConv2D(3, padding="same"), "transposed": keras.layers.Conv2DTranspose(3, 3, strides=2),
+              "max_pool": keras.layers.MaxPooling2D(2), "average_pool_same": keras.layers.AveragePooling2D(3, 2, padding="same"),
+              "conv3d": keras.layers.Conv3D(2, 2)}
+    gaps = {}
+    for name, layer in layers.items():
+        x = rng.normal(size=(3, 6, 7, 8, 4) if name == "conv3d" else (3, 11, 10, 4)).astype("float32")
+        results = []
+        for transpose in (patched, keras_transpose):
+            nn._transpose_spatial_inputs = transpose
+            inputs = torch.tensor(x, requires_grad=True)
+            out = layer(inputs)
+            out.square().sum().backward()
+            results.append((out.detach(), inputs.grad))
+        nn._transpose_spatial_inputs = patched
+        gaps[name] = max(biggest(a, b) for a, b in zip(*results))
+    nhwc = torch.zeros(2, 5, 5, 3)
+    return {"gaps": gaps, "copies_nhwc": patched(nhwc).data_ptr() != nhwc.data_ptr()}
+
+
 def jax_max_pool() -> dict:
     import jax
     from keras.src.backend.jax import nn
@@ -56,6 +84,6 @@ def jax_max_pool() -> dict:
 
 
 if __name__ == "__main__":
-    checks = {"torch": torch_batch_norm, "jax": jax_max_pool}[keras.backend.backend()]
-    print(json.dumps(checks()), flush=True)
+    checks = {"torch": lambda: {**torch_batch_norm(), "layout": torch_layout()}, "jax": jax_max_pool}
+    print(json.dumps(checks[keras.backend.backend()]()), flush=True)
     sys.exit(0)
