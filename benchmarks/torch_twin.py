@@ -8,7 +8,7 @@
         N interleaved pairs (native, dlkit torch, then each extra backend), each run in a fresh process;
         prints the median ratio dlkit torch / native (and jax / tensorflow when both are timed)
 
-    python benchmarks/torch_twin.py steps --threads 1,2 [--rounds 5] [--steps 20] [--profile 10]
+    python benchmarks/torch_twin.py steps --threads 1,2 [--rounds 5] [--steps 20] [--profile 10] [--by-shape]
         one process, both sides built once: rounds of N training steps, native and dlkit torch
         interleaved, timed per step at each thread count; then where each side's time goes (the
         torch.profiler operators with the most self CPU time, over a few more steps)
@@ -100,6 +100,18 @@ def twin_model():
     return model
 
 
+def twin_step(model, optimizer, images, labels):
+    """One training step of the twin (cross-entropy with cnn's label smoothing); returns (logits, loss)."""
+    import torch.nn.functional as F
+
+    logits = model(images)
+    loss = F.cross_entropy(logits, labels, label_smoothing=SMOOTHING)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    return logits, loss
+
+
 def reestimate_batch_norm(model, x_train, seed: int, batches: int = 50) -> None:
     """Batch-norm statistics set to their averages over 50 training batches, after the last step, as dlkit
     does after model.fit (dlkit/batchnorm.py): the moving averages of a short run lag the weights.
@@ -123,7 +135,6 @@ def reestimate_batch_norm(model, x_train, seed: int, batches: int = 50) -> None:
 def native(args) -> dict:
     """Train the twin; returns the row (fit seconds, test accuracy)."""
     import torch
-    import torch.nn.functional as F
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
@@ -149,11 +160,7 @@ def native(args) -> dict:
             images, labels = x_train[index], y_train[index]
             for group in optimizer.param_groups:
                 group["lr"] = learning_rate(step, total_steps)
-            logits = model(images)
-            loss = F.cross_entropy(logits, labels, label_smoothing=SMOOTHING)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+            logits, loss = twin_step(model, optimizer, images, labels)
             step += 1
             with torch.no_grad():  # what model.fit's progress logs: mean loss and accuracy so far
                 loss_sum += loss.detach() * len(labels)
@@ -265,7 +272,6 @@ def steps(args) -> None:
     """Per-step seconds of the two sides in one process, interleaved, at each thread count; then a profile."""
     import numpy as np
     import torch
-    import torch.nn.functional as F
 
     from dlkit import backends, registry
     from dlkit.config import make_config
@@ -291,10 +297,7 @@ def steps(args) -> None:
 
     def native_step(i):
         batch = slice(i * BATCH, (i + 1) * BATCH)
-        loss = F.cross_entropy(twin(images[batch]), labels[batch], label_smoothing=SMOOTHING)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        twin_step(twin, optimizer, images[batch], labels[batch])
 
     def dlkit_step(i):
         batch = slice(i * BATCH, (i + 1) * BATCH)
@@ -331,12 +334,12 @@ def steps(args) -> None:
             from torch.profiler import ProfilerActivity, profile
 
             for name, step in sides.items():
-                with profile(activities=[ProfilerActivity.CPU], record_shapes=bool(os.environ.get("BY_SHAPE"))) as prof:
+                with profile(activities=[ProfilerActivity.CPU], record_shapes=args.by_shape) as prof:
                     for i in range(args.profile):
                         step(i)
                 print(f"\n{name}, {threads} thread(s), {args.profile} steps:")
-                print(prof.key_averages(group_by_input_shape=bool(os.environ.get("BY_SHAPE"))).table(
-                    sort_by="self_cpu_time_total", row_limit=args.top))
+                print(prof.key_averages(group_by_input_shape=args.by_shape).table(sort_by="self_cpu_time_total",
+                                                                                  row_limit=args.top))
 
 
 def main() -> None:
@@ -361,6 +364,7 @@ def main() -> None:
     sub.add_argument("--steps", type=int, default=20, help="training steps per side per round")
     sub.add_argument("--profile", type=int, default=0, help="then profile N steps of each side (0 = no profile)")
     sub.add_argument("--top", type=int, default=15, help="operators shown per profile")
+    sub.add_argument("--by-shape", action="store_true", help="one profile row per operator and input shapes")
     sub.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     if args.command == "steps":

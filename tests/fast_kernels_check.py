@@ -1,7 +1,8 @@
 """In one process with KERAS_BACKEND set: dlkit/fast_kernels.py's kernels against Keras' own, as JSON.
 
 torch: BatchNormalization in training (output, moving statistics, input gradient, and under
-stateless_call as GradientStep runs it); convolutions and pooling with the channels-last transpose. jax: non-overlapping max pooling (values and gradient).
+stateless_call as GradientStep runs it); convolutions and pooling with the channels-last transpose
+(outputs and input gradients). jax: non-overlapping max pooling (values and gradient).
 """
 import json
 import os
@@ -48,9 +49,12 @@ def torch_layout() -> dict:
 
     patched, keras_transpose = nn._transpose_spatial_inputs, nn._transpose_spatial_inputs.keras_transpose
     rng = np.random.default_rng(1)
-    layers = {"conv": keras.layers.Conv2D(5, 3), "conv_same_strided": keras.layers.Conv2D(4, 3, strides=2, padding="same"),
-              "depthwise": keras.layers.DepthwiseConv2D(3, padding="same"), "transposed": keras.layers.Conv2DTranspose(3, 3, strides=2),
-              "max_pool": keras.layers.MaxPooling2D(2), "average_pool_same": keras.layers.AveragePooling2D(3, 2, padding="same"),
+    layers = {"conv": keras.layers.Conv2D(5, 3),
+              "conv_same_strided": keras.layers.Conv2D(4, 3, strides=2, padding="same"),
+              "depthwise": keras.layers.DepthwiseConv2D(3, padding="same"),
+              "transposed": keras.layers.Conv2DTranspose(3, 3, strides=2),
+              "max_pool": keras.layers.MaxPooling2D(2),
+              "average_pool_same": keras.layers.AveragePooling2D(3, 2, padding="same"),
               "conv3d": keras.layers.Conv3D(2, 2)}
     gaps = {}
     for name, layer in layers.items():
