@@ -5,6 +5,7 @@ DDIM at 50 steps against DDPM at all 1,000 on the same noise.
     python benchmarks/diffusion.py speed [--backends tensorflow,jax,torch] [--train-samples 3200]
     python benchmarks/diffusion.py samplers RUN_DIR [--samples 1000] [--backend tensorflow]
     python benchmarks/diffusion.py ceiling [--data mnist]
+    python benchmarks/diffusion.py guidance RUN_DIR [--weights 0,0.5,1,2,3] [--samples 2000] [--backend torch]
 
 ``train`` runs ``dlkit train diffusion`` as a user would and reads its metrics.json: the classifier score,
 Fréchet distance, classes covered and class KL of the 10,000 DDIM-50 images ``evaluate`` draws, the reference
@@ -12,8 +13,10 @@ classifier's test accuracy, the training time and the sampling speed. ``speed`` 
 each backend and reads the second one's time (the first compiles). ``samplers`` generates the same number of
 images from one run with DDIM (--steps 50) and with DDPM (all T steps) through ``dlkit.training.generate`` and
 scores both with ``dlkit.sample_quality``: Fréchet distance and samples/s side by side. ``ceiling`` scores
-10,000 real held-out images, the best a generator can do on these metrics. Results are printed as Markdown and
-appended as JSON lines to benchmarks/out/diffusion.jsonl with the command and the load average.
+10,000 real held-out images, the best a generator can do on these metrics. ``guidance`` draws the same noise and
+classes (in turn) from a conditional run at each guidance weight w and scores them: the trade between looking
+like the class (classifier score, label accuracy) and covering the data (Fréchet distance). Results are printed
+as Markdown and appended as JSON lines to benchmarks/out/diffusion.jsonl with the command and the load average.
 
 The reference runs of the numbers in benchmarks/RESULTS.md:
 
@@ -32,8 +35,8 @@ import time
 
 import common
 
-KEYS = ("classifier_score", "frechet_distance", "classes_covered", "class_kl", "reference_test_accuracy",
-        "samples", "samples_per_s")
+KEYS = ("classifier_score", "frechet_distance", "classes_covered", "class_kl", "label_accuracy", "guidance",
+        "reference_test_accuracy", "samples", "samples_per_s")
 ENV = {"OMP_NUM_THREADS": "2"}
 
 
@@ -47,11 +50,12 @@ def train(backend: str, data: str, options: list[str]) -> None:
            "epochs": m["epochs_completed"], "process_wall_s": done.wall_s, "load_before": done.load_before,
            "load_after": done.load_after, "date": time.strftime("%Y-%m-%d %H:%M")}
     common.record("diffusion", row)
-    print("| data | backend | classifier score | FD | classes | KL | ref. acc. | train s | s/epoch | "
+    label = "–" if row["label_accuracy"] is None else f"{row['label_accuracy']:.3f} (w = {row['guidance']:g})"
+    print("| data | backend | classifier score | FD | classes | KL | label accuracy | ref. acc. | train s | s/epoch | "
           "eval samples/s | load before → after |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     print(f"| {data} | {row['backend']} | {row['classifier_score']:.3f} | {row['frechet_distance']:.2f} | "
-          f"{row['classes_covered']} | {row['class_kl']:.4f} | {row['reference_test_accuracy']:.4f} | "
+          f"{row['classes_covered']} | {row['class_kl']:.4f} | {label} | {row['reference_test_accuracy']:.4f} | "
           f"{row['train_time_s']} | {row['seconds_per_epoch']} | {row['samples_per_s']} | {row['load_before']} → "
           f"{row['load_after']} |")
     print(f"\nrun: {row['run']}  (sample grids: {row['run']}/plots/samples_epoch_*.png, denoising.png)")
@@ -103,6 +107,37 @@ def samplers(run_dir: str, samples: int, backend: str) -> None:
               f"{before} → {row['load_after']} |", flush=True)
 
 
+def guidance(run_dir: str, weights: list[float], samples: int, backend: str) -> None:
+    import numpy as np
+
+    from dlkit import backends, training
+
+    backends.activate(backend)
+    from dlkit.sample_quality import reference_classifier, sample_quality
+
+    data = training.open_run(run_dir)[2].data
+    print("| guidance w | samples | samples/s | classifier score | FD | classes | label accuracy | load before → after |")
+    print("|---|---|---|---|---|---|---|---|")
+    for weight in weights:
+        before = common.load_average()
+        with tempfile.TemporaryDirectory() as tmp:
+            made = training.generate(run_dir, out=f"{tmp}/samples", echo=lambda *_: None, samples=samples, steps=50,
+                                     guidance=weight, seed=1, backend=backend)
+            saved = np.load(f"{tmp}/samples/samples.npz")
+            images, labels = saved["images"], saved["labels"]
+        quality = sample_quality(images, data, echo=lambda *_: None)
+        predicted = reference_classifier(data, echo=lambda *_: None).probabilities(images).argmax(axis=1)
+        row = {"command": f"dlkit generate {run_dir} -n {samples} --steps 50 --guidance {weight} --seed 1",
+               "backend": made["backend"], "guidance": weight, "samples": samples,
+               "samples_per_s": made["samples_per_s"], "label_accuracy": float(np.mean(predicted == labels)),
+               **{k: quality[k] for k in ("classifier_score", "frechet_distance", "classes_covered", "class_kl")},
+               "load_before": before, "load_after": common.load_average(), "date": time.strftime("%Y-%m-%d %H:%M")}
+        common.record("diffusion", row)
+        print(f"| {weight:g} | {samples} | {row['samples_per_s']} | {row['classifier_score']:.3f} | "
+              f"{row['frechet_distance']:.2f} | {row['classes_covered']} | {row['label_accuracy']:.3f} | "
+              f"{before} → {row['load_after']} |", flush=True)
+
+
 def ceiling(data: str, backend: str) -> None:
     from dlkit import backends
 
@@ -134,6 +169,11 @@ def main() -> None:
     c.add_argument("run")
     c.add_argument("--samples", type=int, default=1000)
     c.add_argument("--backend", default="tensorflow")
+    g = sub.add_parser("guidance")
+    g.add_argument("run")
+    g.add_argument("--weights", default="0,0.5,1,2,3")
+    g.add_argument("--samples", type=int, default=2000)
+    g.add_argument("--backend", default="torch")
     r = sub.add_parser("ceiling")
     r.add_argument("--data", default="mnist")
     r.add_argument("--backend", default="tensorflow")
@@ -144,6 +184,8 @@ def main() -> None:
         speed(args.backends.split(","), args.train_samples)
     elif args.what == "samplers":
         samplers(args.run, args.samples, args.backend)
+    elif args.what == "guidance":
+        guidance(args.run, [float(w) for w in args.weights.split(",")], args.samples, args.backend)
     else:
         ceiling(args.data, args.backend)
 

@@ -10,7 +10,9 @@ with group norm, the step t entering every block through a sinusoidal embedding 
 Vaswani et al. 2017, self-attention at the lowest resolution, skips from the down path to the up path).
 Two stride-2 downsamplings take 28×28 to 14×14 to 7×7 (and scikit-learn's 8×8 digits to 4×4 to 2×2), so
 no padding is needed. The schedules: Ho et al.'s linear β from 1e-4 to 0.02, and Nichol & Dhariwal's cosine
-ᾱ ("Improved Denoising Diffusion Probabilistic Models", ICML 2021), for T steps.
+ᾱ ("Improved Denoising Diffusion Probabilistic Models", ICML 2021), for T steps. The network may instead
+predict v = √ᾱ_t ε − √(1 − ᾱ_t) x_0 (Salimans & Ho 2022; :func:`training_target` says why); the samplers turn
+either output into ε.
 
 Keras at the top, ``keras.ops`` only: the same model runs and reloads on TensorFlow, JAX and PyTorch.
 """
@@ -23,6 +25,7 @@ import numpy as np
 from keras import layers, ops
 
 SCHEDULES = ("linear", "cosine")
+PREDICTIONS = ("eps", "v")  # what the network outputs: the noise ε (Ho et al.) or v (Salimans & Ho 2022)
 
 
 # -- noise schedules (NumPy: the same numbers on every backend) -----------------------------------------
@@ -54,6 +57,29 @@ def q_sample(x0: np.ndarray, t: np.ndarray, noise: np.ndarray, alpha_bars_: np.n
     """x_t ~ q(x_t | x_0) = N(√ᾱ_t x_0, (1 − ᾱ_t) I), given the noise: one t per image, float32."""
     ab = alpha_bars_[t].astype("float32").reshape(-1, *([1] * (x0.ndim - 1)))
     return (np.sqrt(ab) * x0 + np.sqrt(1.0 - ab) * noise).astype("float32")
+
+
+def training_target(x0: np.ndarray, t: np.ndarray, noise: np.ndarray, alpha_bars_: np.ndarray,
+                    prediction: str) -> np.ndarray:
+    """What the network learns to output for x_t = q_sample(x0, t, noise): ε itself, or
+    v = √ᾱ_t ε − √(1 − ᾱ_t) x_0 (Salimans & Ho, "Progressive Distillation for Fast Sampling of Diffusion Models",
+    ICLR 2022, §4). Why v: at large t, x_t is almost pure noise and ε ≈ x_t, so an ε-network says little about
+    x_0 and the error of x̂_0 = (x_t − √(1 − ᾱ_t) ε̂)/√ᾱ_t is the error of ε̂ magnified by 1/√ᾱ_t (~160 at the
+    linear schedule's last step). There v ≈ −x_0: the network predicts the image outright, and the few-step
+    DDIM sampler gets the global shape right from the first steps."""
+    if prediction == "eps":
+        return noise.astype("float32")
+    if prediction == "v":
+        ab = alpha_bars_[t].reshape(-1, *([1] * (x0.ndim - 1)))
+        return (np.sqrt(ab) * noise - np.sqrt(1.0 - ab) * x0).astype("float32")
+    raise ValueError(f"unknown prediction {prediction!r}; one of {PREDICTIONS}")
+
+
+def eps_from_v(v: np.ndarray, x_t: np.ndarray, alpha_bar) -> np.ndarray:
+    """ε = √(1 − ᾱ_t) x_t + √ᾱ_t v (``alpha_bar`` a number, or one per image), float32: with x_t and v this gives
+    back the ε and x_0 they were made from, so the samplers below need the ε form only."""
+    ab = np.asarray(alpha_bar, "float64").reshape(-1, *([1] * (x_t.ndim - 1)))
+    return (np.sqrt(1.0 - ab) * x_t + np.sqrt(ab) * v).astype("float32")
 
 
 # -- layers --------------------------------------------------------------------------------------------------
@@ -153,18 +179,27 @@ class SpatialAttention(layers.Layer):
 
 # -- the network ----------------------------------------------------------------------------------------------
 def unet(image_shape: tuple, widths: tuple = (32, 64, 64), blocks: int = 1, attention: bool = True,
-         name: str = "unet") -> keras.Model:
+         num_classes: int = 0, prediction: str = "eps", name: str = "unet") -> keras.Model:
     """ε_θ(x_t, t): inputs ``x`` (B, H, W, C) in the data's [−1, 1] scale and ``t`` (B,) int32 in 0 … T − 1.
 
     ``widths`` are the channels at full, half and quarter resolution; ``blocks`` residual blocks at each
     level on the way down (and one more on the way up, which also takes the skip). H and W must be
     divisible by 2^(len(widths) − 1).
 
+    ``num_classes`` > 0 makes ε_θ(x_t, t, y) for classifier-free guidance (Ho & Salimans 2022): a third input
+    ``label`` (B,) int32, where ``num_classes`` itself means "no label"; its embedding is added to the
+    time embedding, so every block sees both.
+
+    ``prediction`` ("eps" or "v", see :func:`training_target`) names the output layer, so a saved model says what
+    it predicts (:func:`prediction_of`).
+
         >>> model = unet((28, 28, 1), widths=(16, 32, 32))
         >>> model([np.zeros((2, 28, 28, 1), "float32"), np.array([0, 999], "int32")]).shape
         TensorShape([2, 28, 28, 1])  # (or the backend's shape type)
     """
     factor = 2 ** (len(widths) - 1)
+    if prediction not in PREDICTIONS:
+        raise ValueError(f"unknown prediction {prediction!r}; one of {PREDICTIONS}")
     if image_shape[0] % factor or image_shape[1] % factor:
         raise ValueError(f"the U-Net halves the image {len(widths) - 1} times: {image_shape[:2]} must be divisible "
                          f"by {factor}")
@@ -174,6 +209,12 @@ def unet(image_shape: tuple, widths: tuple = (32, 64, 64), blocks: int = 1, atte
     emb = SinusoidalEmbedding(widths[0], name="time_sinusoid")(t_in)                 # (B, w0)
     emb = layers.Dense(emb_dim, activation="silu", name="time_dense1")(emb)
     emb = layers.Dense(emb_dim, name="time_dense2")(emb)                            # (B, 4·w0)
+    inputs = [x_in, t_in]
+    if num_classes:
+        label_in = keras.Input((), dtype="int32", name="label")
+        inputs.append(label_in)
+        label_emb = layers.Embedding(num_classes + 1, emb_dim, name="label_embedding")(label_in)  # (B, 4·w0)
+        emb = layers.Add(name="time_and_label")([emb, label_emb])
 
     h = layers.Conv2D(widths[0], 3, padding="same", name="stem")(x_in)               # (B, 28, 28, w0)
     skips = []
@@ -196,8 +237,18 @@ def unet(image_shape: tuple, widths: tuple = (32, 64, 64), blocks: int = 1, atte
             h = layers.Conv2D(widths[level - 1], 3, padding="same", name=f"up{level}_conv")(h)
     h = layers.Activation("silu", name="out_silu")(layers.GroupNormalization(8, name="out_norm")(h))
     # zero-initialised output: the untrained network predicts ε = 0, a calm start
-    eps = layers.Conv2D(image_shape[-1], 3, padding="same", kernel_initializer="zeros", name="eps")(h)
-    return keras.Model([x_in, t_in], eps, name=name)
+    out = layers.Conv2D(image_shape[-1], 3, padding="same", kernel_initializer="zeros", name=prediction)(h)
+    return keras.Model(inputs, out, name=name)
+
+
+def prediction_of(model) -> str:
+    """"v" or "eps": what a network from :func:`unet` outputs (its output layer's name)."""
+    return "v" if any(layer.name == "v" for layer in model.layers) else "eps"
+
+
+def class_count(model) -> int:
+    """Classes a conditional ε-network knows (its label embedding has one more row: "no label"); 0 if none."""
+    return model.get_layer("label_embedding").input_dim - 1 if len(model.inputs) == 3 else 0
 
 
 # -- sampling (NumPy around one batched network call per step) -------------------------------------------
@@ -208,7 +259,7 @@ def ddim_timesteps(total: int, steps: int) -> np.ndarray:
 
 def predicted_x0(x_t: np.ndarray, eps: np.ndarray, alpha_bar: float) -> np.ndarray:
     """x̂_0 = (x_t − √(1 − ᾱ_t) ε̂) / √ᾱ_t, clipped to the data's [−1, 1] (as Ho et al.'s code does)."""
-    return np.clip((x_t - math.sqrt(1.0 - alpha_bar) * eps) / math.sqrt(alpha_bar), -1.0, 1.0)
+    return np.clip((x_t - np.sqrt(1.0 - alpha_bar) * eps) / np.sqrt(alpha_bar), -1.0, 1.0)
 
 
 def ddim_step(x_t: np.ndarray, eps: np.ndarray, alpha_bar: float, alpha_bar_prev: float) -> np.ndarray:
@@ -234,13 +285,16 @@ def ddpm_step(x_t: np.ndarray, eps: np.ndarray, t: int, betas_: np.ndarray, alph
 
 
 def sample(model, noise: np.ndarray, schedule: str, total: int, *, sampler: str = "ddim", steps: int = 50,
-           rng: np.random.Generator | None = None, batch_size: int = 500, keep: int = 0, path_points: int = 8):
+           rng: np.random.Generator | None = None, batch_size: int = 500, keep: int = 0, path_points: int = 8,
+           labels: np.ndarray | None = None, guidance: float = 0.0):
     """Images from x_T = ``noise`` (N, H, W, C), in the data's [−1, 1] scale.
 
     ``sampler`` "ddim": ``steps`` deterministic steps; "ddpm": all ``total`` ancestral steps, the fresh noise
     drawn from ``rng``. Each step is one network call per chunk of ``batch_size`` images (the last chunk padded,
     so the compiled predict function sees one shape). With ``keep`` > 0 also returns the denoising path of the
     first ``keep`` images: x_T, ``path_points`` intermediate states and x_0, shaped (keep, path_points + 2, H, W, C).
+    A conditional network takes ``labels`` (N,) and ``guidance`` w (see :func:`predict_eps`); without labels it
+    samples unconditionally.
     """
     betas_ = betas(schedule, total)
     alpha_bars_ = np.cumprod(1.0 - betas_)
@@ -251,7 +305,7 @@ def sample(model, noise: np.ndarray, schedule: str, total: int, *, sampler: str 
     marks = set(np.linspace(0, len(times), path_points + 2).round().astype(int)[1:-1].tolist())
     path = [x[:keep].copy()] if keep else None
     for i, t in enumerate(times):
-        eps = predict_eps(model, x, int(t), chunk)
+        eps = predict_eps(model, x, int(t), chunk, labels=labels, guidance=guidance, alpha_bars_=alpha_bars_)
         if sampler == "ddim":
             prev = alpha_bars_[times[i + 1]] if i + 1 < len(times) else 1.0
             x = ddim_step(x, eps, alpha_bars_[t], prev)
@@ -267,16 +321,52 @@ def sample(model, noise: np.ndarray, schedule: str, total: int, *, sampler: str 
     return x, np.stack(path, axis=1)
 
 
-def predict_eps(model, x: np.ndarray, t, chunk: int) -> np.ndarray:
-    """ε̂(x, t) for every image (``t`` one step for all, or one per image), in chunks of one fixed size."""
+def predict_eps(model, x: np.ndarray, t, chunk: int, labels: np.ndarray | None = None, guidance: float = 0.0,
+                alpha_bars_: np.ndarray | None = None) -> np.ndarray:
+    """ε̂(x, t) for every image (``t`` one step for all, or one per image), in chunks of one fixed size: the
+    network's output (:func:`predict`), turned into ε with ᾱ (``alpha_bars_``) when the network predicts v."""
+    out = predict(model, x, t, chunk, labels=labels, guidance=guidance)
+    if prediction_of(model) == "eps":
+        return out
+    if alpha_bars_ is None:
+        raise ValueError("a v-predicting network needs the schedule's ᾱ (alpha_bars_) to give ε")
+    return eps_from_v(out, x, alpha_bars_[np.broadcast_to(np.asarray(t), (len(x),))])
+
+
+def predict(model, x: np.ndarray, t, chunk: int, labels: np.ndarray | None = None,
+            guidance: float = 0.0) -> np.ndarray:
+    """The network's output (ε or v) for every image, in chunks of ``chunk`` rows.
+
+    A conditional network (three inputs) is asked with ``labels``, or with "no label" when there are none.
+    With labels and ``guidance`` w > 0 this is classifier-free guidance (Ho & Salimans, "Classifier-Free
+    Diffusion Guidance", 2022, eq. 6): ε̃ = (1 + w) ε̂(x, t, y) − w ε̂(x, t, ∅), two network calls per chunk,
+    which trades diversity for samples that look more like their class. (v is affine in ε at a given x_t and t,
+    so mixing the v outputs mixes the ε they stand for in the same way.)
+    """
     t = np.broadcast_to(np.asarray(t, "int32"), (len(x),))
+    classes = class_count(model)
+    if classes:
+        unlabelled = np.full(len(x), classes, "int32")
+        given = unlabelled if labels is None else np.asarray(labels, "int32")
     out = np.empty_like(x)
     for start in range(0, len(x), chunk):
         part, steps = x[start:start + chunk], t[start:start + chunk]
         size = len(part)
-        if size < chunk:  # pad: one input shape, one compilation
-            part = np.concatenate([part, np.zeros((chunk - size, *x.shape[1:]), x.dtype)])
-            steps = np.concatenate([steps, np.zeros(chunk - size, "int32")])
-        eps = model.predict_on_batch([part, steps])
-        out[start:start + size] = np.asarray(keras.ops.convert_to_numpy(eps))[:size]
+        if classes:
+            y = _predict(model, chunk, part, steps, given[start:start + chunk])
+            if labels is not None and guidance:
+                y = (1.0 + guidance) * y - guidance * _predict(model, chunk, part, steps,
+                                                              unlabelled[start:start + chunk])
+        else:
+            y = _predict(model, chunk, part, steps)
+        out[start:start + size] = y
     return out
+
+
+def _predict(model, chunk: int, *inputs) -> np.ndarray:
+    """One network call on ``inputs`` padded to ``chunk`` rows (one input shape, one compilation)."""
+    size = len(inputs[0])
+    if size < chunk:
+        inputs = [np.concatenate([part, np.zeros((chunk - size, *part.shape[1:]), part.dtype)]) for part in inputs]
+    out = model.predict_on_batch(list(inputs))
+    return np.asarray(keras.ops.convert_to_numpy(out))[:size]

@@ -17,9 +17,10 @@ import sys
 #: A run of a few seconds on scikit-learn's digits: a U-Net of 8 and 16 channels, T = 1000 as by default.
 TINY = {"data": "digits", "widths": (8, 16), "attention": False, "epochs": 2, "batch_size": 32,
         "train_samples": 256, "test_samples": 16, "preview_steps": 4, "eval_samples": 16, "eval_steps": 10,
-        "warmup_steps": 2, "learning_rate": 3e-3}
-#: Interrupted right after its first checkpoint (epoch 1), then resumed to epoch 3.
-RESUMED = {**TINY, "epochs": 3, "eval_steps": 2}
+        "warmup_steps": 2, "learning_rate": 3e-3, "guidance": 1.0}
+#: Interrupted right after its first checkpoint (epoch 1), then resumed to epoch 3; unconditional and predicting ε,
+#: so every kind of network trains somewhere in the suite (TINY is conditional and predicts v, the defaults).
+RESUMED = {**TINY, "epochs": 3, "eval_steps": 2, "conditional": False, "prediction": "eps"}
 #: Every batch the tiny runs sample is 16 images (previews, evaluation, generation): one compilation on JAX.
 
 
@@ -44,7 +45,8 @@ def pieces() -> dict:
     import numpy as np
 
     from dlkit.plugins.diffusion import denoising_loss
-    from dlkit.plugins.diffusion_model import alpha_bars, betas, predict_eps, q_sample, sample
+    from dlkit.plugins.diffusion_model import (alpha_bars, betas, eps_from_v, predict, predict_eps, predicted_x0,
+                                               prediction_of, q_sample, sample, training_target, unet)
     from dlkit.steps import GradientStep
 
     found = {"linear_betas": betas("linear", 1000).tolist(), "cosine_betas": betas("cosine", 1000).tolist(),
@@ -70,6 +72,31 @@ def pieces() -> dict:
     eps2 = predict_eps(model, x1.astype("float32"), 0, 3)
     found["ddim"] = {"x_T": x_T.tolist(), "eps1": eps1.tolist(), "eps2": eps2.tolist(), "out": out[0],
                      "again": out[1]}
+
+    # classifier-free guidance: the conditional ε, the unconditional one ("no label") and the guided mix
+    conditional = unet((8, 8, 1), (8, 16), 1, False, num_classes=10)
+    conditional.set_weights([rng.normal(0, 0.2, w.shape).astype("float32") for w in conditional.get_weights()])
+    labels = np.array([0, 3, 9, 5, 5, 1], "int32")
+    found["guidance"] = {name: predict_eps(conditional, batch[0], batch[1], 4, **options).tolist() for name, options in
+                         (("labelled", {"labels": labels}), ("unlabelled", {}),
+                          ("guided", {"labels": labels, "guidance": 2.0}))}
+
+    # v-prediction: the same weights under the name "v"; its ε is √(1 − ᾱ) x_t + √ᾱ v; and a v (or ε) that hits
+    # its training target gives back x_0 through the ε form the samplers use
+    v_model = unet((8, 8, 1), (8, 16), 1, True, prediction="v")
+    v_model.set_weights(model.get_weights())
+    ab = alpha_bars("linear", 1000)
+    x0 = np.clip(rng.normal(0, 0.5, batch[0].shape), -1, 1).astype("float32")
+    x_t = q_sample(x0, batch[1], batch[2], ab)
+    recovered = {p: predicted_x0(x_t, eps_from_v(target, x_t, ab[batch[1]]) if p == "v" else target,
+                                 ab[batch[1]].reshape(-1, 1, 1, 1)).tolist()
+                 for p in ("eps", "v") for target in [training_target(x0, batch[1], batch[2], ab, p)]}
+    found["v"] = {"prediction": [prediction_of(model), prediction_of(v_model)], "x_t": batch[0].tolist(),
+                  "t": batch[1].tolist(), "alpha_bars": ab[batch[1]].tolist(),
+                  "raw": predict(v_model, batch[0], batch[1], 4).tolist(),
+                  "raw_of_eps_network": predict(model, batch[0], batch[1], 4).tolist(),
+                  "eps": predict_eps(v_model, batch[0], batch[1], 4, alpha_bars_=ab).tolist(),
+                  "x0": x0.tolist(), "recovered": recovered}
     return found
 
 
@@ -83,7 +110,7 @@ def train(out: str, backend: str) -> dict:
 
 
 def generate(run_dir: str, out: str) -> dict:
-    """DDIM and DDPM samples, and a --steps beyond T refused."""
+    """DDIM and DDPM samples, one class asked for, and a --steps beyond T or a --label outside the classes refused."""
     from pathlib import Path
 
     import numpy as np
@@ -93,18 +120,33 @@ def generate(run_dir: str, out: str) -> dict:
 
     found = {}
     for name, options in (("ddim", {"samples": 16, "steps": 4, "seed": 2}),
-                          ("ddpm", {"samples": 16, "sampler": "ddpm", "seed": 2})):
+                          ("ddpm", {"samples": 16, "sampler": "ddpm", "seed": 2}),
+                          ("label", {"samples": 16, "steps": 4, "seed": 2, "label": 3, "guidance": 2.0})):
         made = training.generate(run_dir, out=f"{out}/{name}", echo=lambda *_: None, **options)
         saved = np.load(f"{out}/{name}/samples.npz")
         found[name] = {"summary": made, "files": sorted(p.name for p in Path(out, name).iterdir()),
-                       "images": saved["images"].tolist(), "path_shape": list(saved["denoising_path"].shape)}
-    try:
-        training.generate(run_dir, out=f"{out}/too_many", echo=lambda *_: None, steps=1001)
-        found["too_many_steps"] = None
-    except DlkitError as exc:
-        found["too_many_steps"] = str(exc)
-    found["too_many_left"] = Path(out, "too_many").exists()
+                       "images": saved["images"].tolist(), "path_shape": list(saved["denoising_path"].shape),
+                       "labels": saved["labels"].tolist() if "labels" in saved else None}
+    for name, options in (("too_many_steps", {"steps": 1001}), ("label_outside", {"label": 10})):
+        try:
+            training.generate(run_dir, out=f"{out}/{name}", echo=lambda *_: None, **options)
+            found[name] = None
+        except DlkitError as exc:
+            found[name] = str(exc)
+        found[f"{name}_left"] = Path(out, name).exists()
     return found
+
+
+def label_on_unconditional(run_dir: str, out: str) -> str | None:
+    """`generate --label` on an unconditional run."""
+    from dlkit import training
+    from dlkit.errors import DlkitError
+
+    try:
+        training.generate(run_dir, out=out, echo=lambda *_: None, label=1)
+    except DlkitError as exc:
+        return str(exc)
+    return None
 
 
 def not_a_generator(out: str, backend: str) -> str | None:
@@ -138,6 +180,8 @@ if __name__ == "__main__":
     # run (on TensorFlow)
     if backend == "torch":
         report["resume"] = interrupted_and_resumed("diffusion", str(out / "resume"), backend, RESUMED, after=1)
+        (resumed,) = Path(out, "resume", "diffusion").iterdir()
+        report["label_on_unconditional"] = label_on_unconditional(str(resumed), str(out / "unconditional"))
     if backend == "tensorflow":
         report["not_a_generator"] = not_a_generator(str(out / "mlp"), backend)
     print(json.dumps(report), flush=True)

@@ -87,6 +87,28 @@ def test_two_ddim_steps_are_the_formula_and_deterministic(reports, backend):
     assert np.abs(ddim["eps1"]).max() > 0.01  # a network that predicts something, so the check could fail
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_guidance_mixes_the_conditional_and_unconditional_noise(reports, backend):
+    eps = {k: np.asarray(v) for k, v in reports[backend]["pieces"]["guidance"].items()}
+    assert np.abs(eps["labelled"] - eps["unlabelled"]).max() > 1e-3  # the label changes the prediction
+    # Ho & Salimans (2022), eq. 6, w = 2: ε̃ = 3 ε(x, t, y) − 2 ε(x, t, ∅); batch of 6 in chunks of 4 (one padded)
+    np.testing.assert_allclose(eps["guided"], 3 * eps["labelled"] - 2 * eps["unlabelled"], rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_v_network_is_turned_into_noise_and_its_target_gives_back_the_image(reports, backend):
+    v = {k: (np.asarray(x) if k not in ("prediction", "recovered") else x)
+         for k, x in reports[backend]["pieces"]["v"].items()}
+    assert v["prediction"] == ["eps", "v"]  # the output layer's name says what a saved network predicts
+    # the same weights as the ε-network of the pieces: the same raw output, read as v
+    np.testing.assert_allclose(v["raw"], v["raw_of_eps_network"], rtol=1e-5, atol=1e-6)
+    assert np.abs(v["raw"]).max() > 0.01
+    ab = v["alpha_bars"].reshape(-1, 1, 1, 1)  # Salimans & Ho (2022): ε = √(1 − ᾱ_t) x_t + √ᾱ_t v
+    np.testing.assert_allclose(v["eps"], np.sqrt(1 - ab) * v["x_t"] + np.sqrt(ab) * v["raw"], rtol=1e-4, atol=1e-5)
+    for prediction in ("eps", "v"):  # t up to 999, where 1/√ᾱ_t ≈ 157 magnifies any slip
+        np.testing.assert_allclose(v["recovered"][prediction], v["x0"], atol=2e-3)
+
+
 @pytest.mark.parametrize("other", ["jax", "torch"])
 def test_the_network_and_its_update_are_the_same_on_every_backend(reports, other):
     ref, it = reports["tensorflow"]["pieces"], reports[other]["pieces"]
@@ -110,7 +132,7 @@ def test_a_tiny_run_trains_plots_and_scores_its_samples(reports, backend):
     assert test["sampler"] == "ddim" and test["sampling_steps"] == TINY["eval_steps"] and test["samples_per_s"] > 0
     rows = list(csv.DictReader(io.StringIO(found["history"])))
     assert [int(r["epoch"]) for r in rows] == [1, 2]
-    assert float(rows[1]["loss"]) < float(rows[0]["loss"]) < 1.5  # ε-MSE starts near 1 (Var ε = 1)
+    assert float(rows[1]["loss"]) < float(rows[0]["loss"]) < 1.5  # the MSE of v (the default) starts below Var ε = 1
     assert 0 < test["test_loss"] < 1.0
     assert {"learning_curves.png", "samples_epoch_1.png", "samples_epoch_2.png", "denoising.png"} <= set(found["plots"])
     assert (run / "model.keras").is_file() and not (run / "resume").exists()
@@ -130,7 +152,26 @@ def test_generate_writes_the_grid_the_samples_and_the_denoising_path(reports, ba
     assert found["ddpm"]["path_shape"] == [8, 10, 8, 8, 1]
     assert found["ddim"]["path_shape"] == [8, 6, 8, 8, 1]
     assert found["too_many_steps"] == "--steps 1001 is more than the model's 1000 diffusion steps (T); give 1 … 1000"
-    assert not found["too_many_left"]
+    assert not found["too_many_steps_left"]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_conditional_run_generates_the_class_asked_for(reports, backend):
+    found = reports[backend]["generate"]
+    assert found["ddim"]["labels"] == [i % 10 for i in range(16)]  # by default every class in turn
+    made = found["label"]
+    assert made["labels"] == [3] * 16 and made["summary"]["label"] == 3 and made["summary"]["guidance"] == 2.0
+    # the same noise, asked for one class with guidance: other images than the classes-in-turn ones
+    assert not np.allclose(made["images"], found["ddim"]["images"])
+    assert found["label_outside"] == "--label 10 is not a class of digits: give 0..9"
+    assert not found["label_outside_left"]
+    test = reports[backend]["train"]["metrics"]["test"]
+    assert 0.0 <= test["label_accuracy"] <= 1.0 and test["guidance"] == TINY["guidance"]
+
+
+def test_label_on_an_unconditional_run_is_refused(reports):
+    assert reports["torch"]["label_on_unconditional"] == (
+        "--label needs a conditional diffusion run; this run is unconditional (train one with --conditional)")
 
 
 def test_ctrl_c_then_resume_continues_to_the_end_of_the_budget(reports):
