@@ -5,8 +5,9 @@ Gaussian noise to an image in T = 1000 small steps, x_t = √ᾱ_t x_0 + √(1 �
 to predict ε (the loss is ‖ε − ε_θ(x_t, t)‖² at a uniformly drawn t), and sampling runs the process backwards
 from pure noise, one network call per step. The β schedule is their linear one or Nichol & Dhariwal's cosine
 (ICML 2021: --schedule cosine). By default the network predicts v = √ᾱ_t ε − √(1 − ᾱ_t) x_0 instead of ε
-(Salimans & Ho, ICLR 2022; --prediction eps is Ho et al.'s): the same model, an easier target where x_t is
-nearly all noise, which is where a few-step sampler decides the shape of the digit. The weights used for sampling are an exponential moving average of the trained
+(Salimans & Ho, ICLR 2022; --prediction eps is Ho et al.'s): the same network, an easier target where x_t is
+nearly all noise. Measured at the default budget it samples far better digits than the ε-network
+(benchmarks/RESULTS.md). The weights used for sampling are an exponential moving average of the trained
 ones (--ema, as Ho et al.); that average is the run's model: model.keras, what ``dlkit generate`` and
 ``dlkit evaluate`` reload on any backend.
 
@@ -16,7 +17,9 @@ deterministically (η = 0) on a subsequence of --steps of the T steps (50 by def
 Ho & Salimans, "Classifier-Free Diffusion Guidance", 2022 (``--conditional``, the default, as for the GAN): the
 network also sees the class y, and --label-dropout of the training images are shown with "no label" instead, so
 one network predicts both ε(x_t, t, y) and ε(x_t, t, ∅). Sampling mixes them, ε̃ = (1 + w) ε(y) − w ε(∅) with
-w = --guidance: larger w gives images that look more like their class, and less varied ones.
+w = --guidance: in Ho & Salimans' ImageNet runs a larger w gives images that look more like their class, and less
+varied ones. Measured on this small MNIST model, a little guidance helps and more hurts: w = 0.25 (the default)
+scores better than w = 0, and w = 1 far worse (benchmarks/RESULTS.md).
 ``dlkit generate RUN --label 7`` draws sevens; without --label the classes come in turn.
 
 Training draws the timesteps and the noise with NumPy from (seed, epoch), so the numbers are the same on
@@ -56,8 +59,8 @@ class DiffusionConfig(TrainConfig):
     label_dropout: float = option(0.1, "Fraction of training images shown without their label (conditional), so "
                                        "the one network also learns the unconditional ε that guidance needs.",
                                   min=0.0, max=1.0)
-    guidance: float = option(1.0, "Guidance weight w of the samples previews and evaluate draw (conditional): "
-                                  "ε = (1 + w)·ε(y) − w·ε(∅); 0 samples the conditional model as it is.", min=0.0)
+    guidance: float = option(0.25, "Guidance weight w of the samples previews and evaluate draw (conditional): "
+                                   "ε = (1 + w)·ε(y) − w·ε(∅); 0 samples the conditional model as it is.", min=0.0)
     preview_steps: int = option(25, "DDIM steps of the per-epoch sample grid.", min=1)
     eval_samples: int = option(10_000, "Images evaluate draws and scores (DDIM, --eval-steps steps).", min=1)
     eval_steps: int = option(50, "DDIM steps of the images evaluate draws.", min=1)

@@ -65,8 +65,8 @@ def training_target(x0: np.ndarray, t: np.ndarray, noise: np.ndarray, alpha_bars
     v = √ᾱ_t ε − √(1 − ᾱ_t) x_0 (Salimans & Ho, "Progressive Distillation for Fast Sampling of Diffusion Models",
     ICLR 2022, §4). Why v: at large t, x_t is almost pure noise and ε ≈ x_t, so an ε-network says little about
     x_0 and the error of x̂_0 = (x_t − √(1 − ᾱ_t) ε̂)/√ᾱ_t is the error of ε̂ magnified by 1/√ᾱ_t (~160 at the
-    linear schedule's last step). There v ≈ −x_0: the network predicts the image outright, and the few-step
-    DDIM sampler gets the global shape right from the first steps."""
+    linear schedule's last step). There v ≈ −x_0: the network predicts the image outright, at the steps where a
+    few-step DDIM sampler settles the image's overall shape."""
     if prediction == "eps":
         return noise.astype("float32")
     if prediction == "v":

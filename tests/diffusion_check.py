@@ -17,9 +17,9 @@ import sys
 #: A run of a few seconds on scikit-learn's digits: a U-Net of 8 and 16 channels, T = 1000 as by default.
 TINY = {"data": "digits", "widths": (8, 16), "attention": False, "epochs": 2, "batch_size": 32,
         "train_samples": 256, "test_samples": 16, "preview_steps": 4, "eval_samples": 16, "eval_steps": 10,
-        "warmup_steps": 2, "learning_rate": 3e-3, "guidance": 1.0}
+        "warmup_steps": 2, "learning_rate": 3e-3, "guidance": 1.0, "prediction": "v"}
 #: Interrupted right after its first checkpoint (epoch 1), then resumed to epoch 3; unconditional and predicting ε,
-#: so every kind of network trains somewhere in the suite (TINY is conditional and predicts v, the defaults).
+#: so every kind of network trains somewhere in the suite (TINY is conditional, the default, and predicts v).
 RESUMED = {**TINY, "epochs": 3, "eval_steps": 2, "conditional": False, "prediction": "eps"}
 #: Every batch the tiny runs sample is 16 images (previews, evaluation, generation): one compilation on JAX.
 

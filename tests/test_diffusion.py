@@ -132,7 +132,7 @@ def test_a_tiny_run_trains_plots_and_scores_its_samples(reports, backend):
     assert test["sampler"] == "ddim" and test["sampling_steps"] == TINY["eval_steps"] and test["samples_per_s"] > 0
     rows = list(csv.DictReader(io.StringIO(found["history"])))
     assert [int(r["epoch"]) for r in rows] == [1, 2]
-    assert float(rows[1]["loss"]) < float(rows[0]["loss"]) < 1.5  # the MSE of v (the default) starts below Var ε = 1
+    assert float(rows[1]["loss"]) < float(rows[0]["loss"]) < 1.5  # the MSE of v (TINY's target) starts below Var ε = 1
     assert 0 < test["test_loss"] < 1.0
     assert {"learning_curves.png", "samples_epoch_1.png", "samples_epoch_2.png", "denoising.png"} <= set(found["plots"])
     assert (run / "model.keras").is_file() and not (run / "resume").exists()
