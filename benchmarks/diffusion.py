@@ -3,7 +3,7 @@ DDIM at 50 steps against DDPM at all 1,000 on the same noise.
 
     python benchmarks/diffusion.py train [--backend tensorflow] [--data mnist] [-- dlkit diffusion options]
     python benchmarks/diffusion.py speed [--backends tensorflow,jax,torch] [--train-samples 3200]
-    python benchmarks/diffusion.py samplers RUN_DIR [--samples 1000] [--backend tensorflow]
+    python benchmarks/diffusion.py samplers RUN_DIR [--samples 1000] [--backend tensorflow] [--guidance W]
     python benchmarks/diffusion.py ceiling [--data mnist]
     python benchmarks/diffusion.py guidance RUN_DIR [--weights 0,0.5,1,2,3] [--samples 2000] [--backend torch]
 
@@ -77,7 +77,7 @@ def speed(backends: list[str], train_samples: int) -> None:
               f"{row['load_after']} |", flush=True)
 
 
-def samplers(run_dir: str, samples: int, backend: str) -> None:
+def samplers(run_dir: str, samples: int, backend: str, weight: float | None) -> None:
     import numpy as np
 
     from dlkit import backends, training
@@ -93,11 +93,12 @@ def samplers(run_dir: str, samples: int, backend: str) -> None:
         with tempfile.TemporaryDirectory() as tmp:
             out = f"{tmp}/samples"
             made = training.generate(run_dir, out=out, echo=lambda *_: None, samples=samples, sampler=sampler,
-                                     steps=steps, seed=1)
+                                     steps=steps, seed=1, guidance=weight, backend=backend)
             images = np.load(f"{out}/samples.npz")["images"]
         quality = sample_quality(images, data, echo=lambda *_: None)
-        row = {"command": f"dlkit generate {run_dir} -n {samples} --sampler {sampler} --steps {steps} --seed 1",
-               "backend": made["backend"], "sampler": sampler, "steps": made["steps"], "samples": samples,
+        asked = "" if weight is None else f" --guidance {weight:g}"
+        row = {"command": f"dlkit generate {run_dir} -n {samples} --sampler {sampler} --steps {steps} --seed 1{asked}",
+               "backend": made["backend"], "sampler": sampler, "guidance": made.get("guidance"), "steps": made["steps"], "samples": samples,
                "seconds": made["seconds"], "samples_per_s": made["samples_per_s"],
                **{k: quality[k] for k in ("classifier_score", "frechet_distance", "classes_covered", "class_kl")},
                "load_before": before, "load_after": common.load_average(), "date": time.strftime("%Y-%m-%d %H:%M")}
@@ -169,6 +170,7 @@ def main() -> None:
     c.add_argument("run")
     c.add_argument("--samples", type=int, default=1000)
     c.add_argument("--backend", default="tensorflow")
+    c.add_argument("--guidance", type=float, default=None, help="guidance weight w (default: the run's)")
     g = sub.add_parser("guidance")
     g.add_argument("run")
     g.add_argument("--weights", default="0,0.5,1,2,3")
@@ -183,7 +185,7 @@ def main() -> None:
     elif args.what == "speed":
         speed(args.backends.split(","), args.train_samples)
     elif args.what == "samplers":
-        samplers(args.run, args.samples, args.backend)
+        samplers(args.run, args.samples, args.backend, args.guidance)
     elif args.what == "guidance":
         guidance(args.run, [float(w) for w in args.weights.split(",")], args.samples, args.backend)
     else:

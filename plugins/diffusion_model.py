@@ -264,8 +264,15 @@ def predicted_x0(x_t: np.ndarray, eps: np.ndarray, alpha_bar: float) -> np.ndarr
 
 def ddim_step(x_t: np.ndarray, eps: np.ndarray, alpha_bar: float, alpha_bar_prev: float) -> np.ndarray:
     """One deterministic DDIM step, η = 0 (Song, Meng & Ermon, ICLR 2021, eq. 12):
-    x_{t'} = √ᾱ_{t'} x̂_0 + √(1 − ᾱ_{t'}) ε̂; ᾱ_{t'} = 1 after the last step, which returns x̂_0."""
+    x_{t'} = √ᾱ_{t'} x̂_0 + √(1 − ᾱ_{t'}) ε̂; ᾱ_{t'} = 1 after the last step, which returns x̂_0.
+
+    ε̂ is recomputed from the clipped x̂_0, so the two stay one consistent decomposition of x_t. Keeping the
+    network's ε̂ beside a clipped x̂_0 adds back, at every step, the part of the image the clip removed; with
+    guidance (whose x̂_0 often leaves [−1, 1]) that drift ruined the samples: measured on MNIST at w = 1, 33%
+    of the samples classified as the class asked for, against 100% with the recomputed ε̂ (benchmarks/RESULTS.md).
+    """
     x0 = predicted_x0(x_t, eps, alpha_bar)
+    eps = (x_t - math.sqrt(alpha_bar) * x0) / math.sqrt(1.0 - alpha_bar)
     return math.sqrt(alpha_bar_prev) * x0 + math.sqrt(1.0 - alpha_bar_prev) * eps
 
 

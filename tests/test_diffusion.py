@@ -78,9 +78,13 @@ def test_q_sample_has_the_forward_process_mean_and_variance(reports):
 def test_two_ddim_steps_are_the_formula_and_deterministic(reports, backend):
     ddim = {k: np.asarray(v) for k, v in reports[backend]["pieces"]["ddim"].items()}
     ab = linear_alpha_bars()
-    # η = 0 (Song et al., eq. 12): x_{t'} = √ᾱ_{t'} x̂_0 + √(1 − ᾱ_{t'}) ε̂, x̂_0 clipped to [−1, 1]; t = 999 → 0 → x_0
-    x0_hat = np.clip((ddim["x_T"] - np.sqrt(1 - ab[999]) * ddim["eps1"]) / np.sqrt(ab[999]), -1, 1)
-    x1 = np.sqrt(ab[0]) * x0_hat + np.sqrt(1 - ab[0]) * ddim["eps1"]
+    # η = 0 (Song et al., eq. 12): x_{t'} = √ᾱ_{t'} x̂_0 + √(1 − ᾱ_{t'}) ε̂, x̂_0 clipped to [−1, 1] and ε̂ recomputed
+    # from the clipped x̂_0 (x_t = √ᾱ_t x̂_0 + √(1 − ᾱ_t) ε̂ still holds); t = 999 → 0 → x_0
+    unclipped = (ddim["x_T"] - np.sqrt(1 - ab[999]) * ddim["eps1"]) / np.sqrt(ab[999])
+    assert np.abs(unclipped).max() > 1.5  # at t = 999 the clip acts, so the recomputed ε̂ is tested
+    x0_hat = np.clip(unclipped, -1, 1)
+    eps_hat = (ddim["x_T"] - np.sqrt(ab[999]) * x0_hat) / np.sqrt(1 - ab[999])
+    x1 = np.sqrt(ab[0]) * x0_hat + np.sqrt(1 - ab[0]) * eps_hat
     final = np.clip((x1 - np.sqrt(1 - ab[0]) * ddim["eps2"]) / np.sqrt(ab[0]), -1, 1)
     np.testing.assert_allclose(ddim["out"], final, atol=2e-5)
     assert np.array_equal(ddim["out"], ddim["again"])  # no randomness at η = 0
