@@ -20,10 +20,12 @@ as Markdown and appended as JSON lines to benchmarks/out/diffusion.jsonl with th
 
 The reference runs of the numbers in benchmarks/RESULTS.md:
 
-    nice -n 5 python benchmarks/diffusion.py train --backend tensorflow --data mnist
-    nice -n 5 python benchmarks/diffusion.py samplers RUN_DIR --samples 1000    # RUN_DIR: the run 'train' made
-    nice -n 5 python benchmarks/diffusion.py speed
-    nice -n 5 python benchmarks/diffusion.py train --backend tensorflow --data fashion_mnist
+    python benchmarks/diffusion.py train --backend torch --data mnist             # PyTorch: the fastest here
+    python benchmarks/diffusion.py guidance RUN_DIR --weights 0,0.5,1,2 --samples 1000   # RUN_DIR: 'train' made it
+    python benchmarks/diffusion.py guidance RUN_DIR --weights 0.5 --samples 10000
+    python benchmarks/diffusion.py samplers RUN_DIR --samples 300 --backend torch --guidance 0.5
+    python benchmarks/diffusion.py speed
+    python benchmarks/diffusion.py train --backend torch --data fashion_mnist -- --guidance 0.5
 """
 from __future__ import annotations
 
@@ -98,8 +100,8 @@ def samplers(run_dir: str, samples: int, backend: str, weight: float | None) -> 
         quality = sample_quality(images, data, echo=lambda *_: None)
         asked = "" if weight is None else f" --guidance {weight:g}"
         row = {"command": f"dlkit generate {run_dir} -n {samples} --sampler {sampler} --steps {steps} --seed 1{asked}",
-               "backend": made["backend"], "sampler": sampler, "guidance": made.get("guidance"), "steps": made["steps"], "samples": samples,
-               "seconds": made["seconds"], "samples_per_s": made["samples_per_s"],
+               "backend": made["backend"], "sampler": sampler, "guidance": made["guidance"], "steps": made["steps"],
+               "samples": samples, "seconds": made["seconds"], "samples_per_s": made["samples_per_s"],
                **{k: quality[k] for k in ("classifier_score", "frechet_distance", "classes_covered", "class_kl")},
                "load_before": before, "load_after": common.load_average(), "date": time.strftime("%Y-%m-%d %H:%M")}
         common.record("diffusion", row)

@@ -268,8 +268,8 @@ def ddim_step(x_t: np.ndarray, eps: np.ndarray, alpha_bar: float, alpha_bar_prev
 
     ε̂ is recomputed from the clipped x̂_0, so the two stay one consistent decomposition of x_t. Keeping the
     network's ε̂ beside a clipped x̂_0 adds back, at every step, the part of the image the clip removed; with
-    guidance (whose x̂_0 often leaves [−1, 1]) that drift ruined the samples: measured on MNIST at w = 1, 33%
-    of the samples classified as the class asked for, against 100% with the recomputed ε̂ (benchmarks/RESULTS.md).
+    guidance (whose x̂_0 often leaves [−1, 1]) that drift ruined the samples: measured on MNIST at w = 1, 37%
+    of the samples classified as the class asked for, against 99.4% with the recomputed ε̂ (benchmarks/RESULTS.md).
     """
     x0 = predicted_x0(x_t, eps, alpha_bar)
     eps = (x_t - math.sqrt(alpha_bar) * x0) / math.sqrt(1.0 - alpha_bar)
