@@ -2,13 +2,18 @@
 
     python benchmarks/graph.py accuracy --algos gcn,gat --data cora,citeseer,pubmed --seeds 10 --backend tensorflow
     python benchmarks/graph.py speed --algos gcn,gat --data cora --backends tensorflow,jax,torch --epochs 30
+    python benchmarks/graph.py monitors --algo gat --data pubmed --seeds 10 --backend tensorflow
 
 ``accuracy`` trains each (plugin, dataset) with its defaults (the papers' settings) for seeds 0 … N-1
 through ``dlkit.train``, the path ``dlkit train`` takes, in one process per backend (Keras fixes its
 backend per process), and prints test accuracy as mean ± std over the seeds, with the epochs trained
 and the seconds per epoch (gradient step, validation pass, log and checkpoint). ``speed`` trains a
 fixed number of epochs without early stopping in a fresh process per backend and reports seconds per
-epoch. Every run is appended as a JSON line to benchmarks/out/graph.jsonl with its command and the
+epoch. ``monitors`` compares what early stopping watches (``--monitor both|accuracy|loss``) on the
+same training: one run per seed, the three rules applied side by side to its validation metrics, each
+rule's kept epoch scored on the test nodes, until every rule has run out of patience (the training of
+an epoch does not depend on the rule, so each column is what ``dlkit train --monitor M`` gives for
+that seed). Every run is appended as a JSON line to benchmarks/out/graph.jsonl with its command and the
 load average before and after (the machine may be shared).
 """
 from __future__ import annotations
@@ -105,6 +110,62 @@ def speed(args) -> None:
                       f"{before} → {row['load_after']} |", flush=True)
 
 
+def monitors(args) -> None:
+    """Test accuracy of each early-stopping rule on the same training trajectory, per seed."""
+    from dlkit import backends, registry
+
+    backend = backends.activate(args.backend)
+    import keras
+
+    from dlkit.plugins.planetoid import EarlyStopping, node_metrics, predict_logits
+
+    rules = ("both", "accuracy", "loss")
+    algo = registry.get(args.algo).algorithm()
+    rows = []
+    for seed in range(args.first_seed, args.first_seed + args.seeds):
+        before, start = common.load_average(), time.perf_counter()
+        cfg = algo.config(data=args.data, seed=seed)
+        if not cfg.patience:
+            sys.exit(f"{args.algo} trains without early stopping by default (patience 0): nothing to compare")
+        keras.utils.set_random_seed(seed)           # as dlkit.train: seed, then data, then the model
+        data = algo.load_data(cfg)
+        model = algo.build(cfg, data)
+        step, _, batch = algo.gradient_step(model, data, cfg)
+        stoppers = {rule: EarlyStopping(cfg.patience, None, [], monitor=rule) for rule in rules}
+        test_accuracy = []                          # per epoch
+        for _ in range(cfg.epochs):
+            step(*batch)
+            logits = predict_logits(model, data)
+            val = node_metrics(logits, data, "val")
+            test_accuracy.append(node_metrics(logits, data, "test")["accuracy"])
+            for stopper in stoppers.values():
+                if not stopper.exhausted:
+                    stopper.update(val, model)
+            if all(stopper.exhausted for stopper in stoppers.values()):
+                break
+        row = {"mode": "monitors", "algo": args.algo, "data": args.data, "backend": backend, "seed": seed,
+               "patience": cfg.patience, "epochs_trained": len(test_accuracy),
+               **{rule: test_accuracy[stopper.best_epoch - 1] for rule, stopper in stoppers.items()},
+               **{f"{rule}_kept_epoch": stopper.best_epoch for rule, stopper in stoppers.items()},
+               **{f"{rule}_stopped_epoch": stopper.epoch for rule, stopper in stoppers.items()},
+               "wall_s": round(time.perf_counter() - start, 1), "load_before": before,
+               "load_after": common.load_average(), "date": time.strftime("%Y-%m-%d %H:%M"),
+               "command": f"python benchmarks/graph.py monitors --algo {args.algo} --data {args.data} --seeds 1 "
+                          f"--first-seed {seed} --backend {args.backend}"}
+        common.record("graph", row)
+        rows.append(row)
+        print(f"  seed {seed}: " + ", ".join(f"{rule} {100 * row[rule]:.1f}% (kept epoch {row[rule + '_kept_epoch']}, "
+                                             f"stopped {row[rule + '_stopped_epoch']})" for rule in rules)
+              + f"; {row['wall_s']} s (load {before} → {row['load_after']})", flush=True)
+    print(f"\n| monitor | {args.algo} {args.data} test accuracy % (mean ± std) | min–max | epochs to stop (mean) | seeds |")
+    print("|---|---|---|---|---|")
+    for rule in rules:
+        acc = [100 * r[rule] for r in rows]
+        std = statistics.stdev(acc) if len(acc) > 1 else 0.0
+        stopped = statistics.mean(r[f"{rule}_stopped_epoch"] for r in rows)
+        print(f"| {rule} | {statistics.mean(acc):.2f} ± {std:.2f} | {min(acc):.1f}–{max(acc):.1f} | {stopped:.0f} | {len(rows)} |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="mode", required=True)
@@ -120,9 +181,15 @@ def main() -> None:
     spd.add_argument("--data", default="cora")
     spd.add_argument("--backends", default="tensorflow,jax,torch")
     spd.add_argument("--epochs", type=int, default=30)
+    mon = sub.add_parser("monitors", help="test accuracy of each early-stopping rule on the same runs")
+    mon.add_argument("--algo", default="gat")
+    mon.add_argument("--data", default="pubmed")
+    mon.add_argument("--seeds", type=int, default=10)
+    mon.add_argument("--first-seed", type=int, default=0)
+    mon.add_argument("--backend", default="tensorflow")
     args = parser.parse_args()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    accuracy(args) if args.mode == "accuracy" else speed(args)
+    {"accuracy": accuracy, "speed": speed, "monitors": monitors}[args.mode](args)
 
 
 if __name__ == "__main__":

@@ -23,11 +23,14 @@ and the edge list ``[values, nodes, columns (1, nnz), senders, receivers (1, E)]
 epoch is one gradient step (``dlkit.steps.GradientStep``) on the training nodes' mean cross-entropy
 plus the L2 penalty, then a forward pass without dropout for the validation loss and accuracy.
 
-Early stopping (``--patience N``, GAT's default 100) follows the GAT reference code: an epoch counts
-as progress when the validation accuracy is ≥ its best or the validation loss ≤ its best; after N
-epochs without progress training stops, and the weights of the last epoch that improved *both* are
-restored. Every epoch is logged and checkpointed with the optimizer, those best weights and the
-counters, so ``dlkit train --resume`` continues the same early stopping.
+Early stopping (``--patience N``, GAT's default 100) watches the validation nodes after every epoch,
+in one of three ways (``--monitor``). ``both``, the GAT reference code's rule: an epoch is progress
+when the validation accuracy is ≥ its best or the validation loss ≤ its best, and the weights kept
+are those of the last epoch that improved *both*. ``accuracy`` counts and keeps by accuracy alone
+(what the GAT authors used for CiteSeer, PetarV-/GAT#14); ``loss`` by the validation loss alone (as
+PyTorch Geometric's citation benchmark does). After N epochs without progress training stops and the
+kept weights are restored. Every epoch is logged and checkpointed with the optimizer, those weights
+and the counters, so ``dlkit train --resume`` continues the same early stopping.
 
 spektral is not used: its layers are written for Keras 2 (tf.keras) and fail to build under
 Keras 3, and its ``Citation`` loader calls ``csr_matrix.A``, which SciPy 1.14 removed.
@@ -55,8 +58,11 @@ class GraphConfig(BaseConfig):
 
     data: str = option("cora", "Citation graph (Planetoid public split).", choices=DATASETS)
     epochs: int = option(200, "Full-batch gradient steps (one per epoch): the most to train for.", min=1)
-    patience: int = option(0, "Stop after N epochs in which neither validation accuracy nor loss improved, "
-                              "and keep the weights of the best epoch (0 = off).", min=0)
+    patience: int = option(0, "Stop after N epochs without validation progress (see --monitor) and keep "
+                              "the weights of the best epoch (0 = off).", min=0)
+    monitor: str | None = option(None, "What early stopping watches: validation accuracy and loss (both, the GAT "
+                                       "reference), accuracy or loss alone (none: the plugin's choice for --data).",
+                                 choices=("both", "accuracy", "loss"))
     hidden: int = option(16, "Hidden units (per head for GAT).", min=1)
     dropout: float = option(0.5, "Dropout of each layer's input features.", min=0.0, max=0.95)
     learning_rate: float | None = option(None, "Adam learning rate (none: the paper's for --data).", min=0.0)
@@ -142,6 +148,8 @@ class PlanetoidAlgorithm(Algorithm):
     headline_metric = "accuracy"
     #: The paper's (learning rate, weight decay) per dataset, used where the option is none.
     paper: dict[str, tuple[float, float]] = {}
+    #: What early stopping watches per dataset where --monitor is none (absent: "both").
+    monitors: dict[str, str] = {}
 
     def network(self, cfg, data: Dataset):
         """The Keras model: [feature values, nodes, columns, senders, receivers] → logits (B, N, C)."""
@@ -156,6 +164,9 @@ class PlanetoidAlgorithm(Algorithm):
         return (lr if cfg.learning_rate is None else cfg.learning_rate,
                 decay if cfg.weight_decay is None else cfg.weight_decay)
 
+    def monitor(self, cfg) -> str:
+        return cfg.monitor or self.monitors.get(cfg.data, "both")
+
     def load_data(self, cfg) -> Dataset:
         return planetoid_dataset(cfg.data)
 
@@ -169,7 +180,9 @@ class PlanetoidAlgorithm(Algorithm):
         return dict(CUSTOM_OBJECTS)
 
     # -- training ----------------------------------------------------------------------------------------
-    def train(self, model, data: Dataset, cfg, run):
+    def gradient_step(self, model, data: Dataset, cfg):
+        """One epoch's update: returns ``(step, optimizer, batch)``; ``step(*batch)`` trains once on the
+        training nodes' mean cross-entropy plus the L2 penalty (benchmarks/graph.py drives it too)."""
         import keras
         from keras import ops
 
@@ -192,16 +205,20 @@ class PlanetoidAlgorithm(Algorithm):
 
         optimizer = keras.optimizers.Adam(learning_rate)
         optimizer.build(model.trainable_variables)    # before restore, which fills its slots
-        step = GradientStep(loss_fn, trainable=model, optimizer=optimizer)
+        return GradientStep(loss_fn, trainable=model, optimizer=optimizer), optimizer, (*x, labels, train_mask)
+
+    def train(self, model, data: Dataset, cfg, run):
+        step, optimizer, batch = self.gradient_step(model, data, cfg)
         saved = run.restore(optimizer=optimizer)
         best = EarlyStopping(cfg.patience, saved.get("early_stopping"),
-                             [saved[f"best/{i}"] for i in range(len(model.weights)) if f"best/{i}" in saved])
+                             [saved[f"best/{i}"] for i in range(len(model.weights)) if f"best/{i}" in saved],
+                             monitor=self.monitor(cfg))
         for epoch in range(run.start + 1, cfg.epochs + 1):
             if run.stop_requested:   # Ctrl-C: return between two epochs; the last checkpoint stays
                 return None
             if best.exhausted:       # resumed after a Ctrl-C that came with the epoch that ran out of patience
                 break
-            logs = step(*x, labels, train_mask)
+            logs = step(*batch)
             val = node_metrics(predict_logits(model, data), data, "val")
             run.log(epoch, loss=logs["loss"], accuracy=logs["accuracy"], val_loss=val["loss"],
                     val_accuracy=val["accuracy"])
@@ -228,11 +245,14 @@ class PlanetoidAlgorithm(Algorithm):
 
 
 class EarlyStopping:
-    """The GAT reference code's rule: progress = val accuracy ≥ best or val loss ≤ best; keep the
-    weights of the last epoch that improved both; stop after ``patience`` epochs without progress."""
+    """Early stopping on the validation nodes; ``monitor`` says what counts as progress.
 
-    def __init__(self, patience: int, state: dict | None, weights: list):
-        self.patience = patience
+    ``both`` (the GAT reference code): progress = val accuracy ≥ best or val loss ≤ best, and the
+    weights kept are those of the last epoch that improved both. ``accuracy`` or ``loss``: progress,
+    and the weights kept, by that metric alone. Stop after ``patience`` epochs without progress."""
+
+    def __init__(self, patience: int, state: dict | None, weights: list, monitor: str = "both"):
+        self.patience, self.monitor = patience, monitor
         state = state or {}
         self.best_accuracy = state.get("best_accuracy", -1.0)
         self.best_loss = state.get("best_loss", float("inf"))
@@ -248,12 +268,16 @@ class EarlyStopping:
         if not self.patience:
             return False
         accuracy, loss = val["accuracy"], val["loss"]
-        if accuracy >= self.best_accuracy or loss <= self.best_loss:
-            if accuracy >= self.best_accuracy and loss <= self.best_loss:
-                self.weights = [w.copy() for w in model.get_weights()]
-                self.best_epoch, self.kept_accuracy = self.epoch, accuracy
-            self.best_accuracy = max(accuracy, self.best_accuracy)
-            self.best_loss = min(loss, self.best_loss)
+        better_accuracy, better_loss = accuracy >= self.best_accuracy, loss <= self.best_loss
+        progress, keep = {"both": (better_accuracy or better_loss, better_accuracy and better_loss),
+                          "accuracy": (better_accuracy, better_accuracy),
+                          "loss": (better_loss, better_loss)}[self.monitor]
+        if keep:
+            self.weights = [w.copy() for w in model.get_weights()]
+            self.best_epoch, self.kept_accuracy = self.epoch, accuracy
+        self.best_accuracy = max(accuracy, self.best_accuracy)
+        self.best_loss = min(loss, self.best_loss)
+        if progress:
             self.waited = 0
             return False
         self.waited += 1

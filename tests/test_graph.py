@@ -156,6 +156,34 @@ def test_a_checkpoint_saved_as_patience_ran_out_resumes_to_no_more_epochs():
     assert not EarlyStopping(0, {"waited": 9}, []).exhausted          # patience 0: early stopping off
 
 
+class _Weights:
+    """Stands in for a model: its "weights" are the number of the epoch that set them."""
+
+    def __init__(self):
+        self.epoch = 0
+
+    def get_weights(self):
+        import numpy as np
+
+        return [np.array(self.epoch)]
+
+
+@pytest.mark.parametrize("monitor, kept, stopped_after", [
+    ("both", 1, 5),       # epoch 2 improves only the accuracy, 3 only the loss: progress, but nothing new kept
+    ("accuracy", 2, 4),   # the accuracy peaks at epoch 2; patience 2 runs out at epoch 4
+    ("loss", 3, 5),       # the loss bottoms at epoch 3; patience 2 runs out at epoch 5
+])
+def test_early_stopping_keeps_and_stops_by_what_it_monitors(monitor, kept, stopped_after):
+    from dlkit.plugins.planetoid import EarlyStopping
+
+    history = [(0.70, 1.00), (0.75, 1.10), (0.72, 0.90), (0.71, 0.95), (0.70, 0.97), (0.69, 0.99)]
+    model, stopping = _Weights(), EarlyStopping(2, None, [], monitor=monitor)
+    for model.epoch, (accuracy, loss) in enumerate(history, start=1):
+        if stopping.update({"accuracy": accuracy, "loss": loss}, model):
+            break
+    assert (int(stopping.weights[0]), stopping.best_epoch, model.epoch) == (kept, kept, stopped_after)
+
+
 @pytest.mark.parametrize("args, message", [
     (["gcn", "--hidden", "0"], "'--hidden': 0 is not in the range x>=1"),
     (["gat", "--heads", "0"], "'--heads': 0 is not in the range x>=1"),
