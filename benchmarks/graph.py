@@ -121,12 +121,12 @@ def monitors(args) -> None:
 
     rules = ("both", "accuracy", "loss")
     algo = registry.get(args.algo).algorithm()
+    if not algo.config(data=args.data).patience:
+        sys.exit(f"{args.algo} trains without early stopping by default (patience 0): nothing to compare")
     rows = []
     for seed in range(args.first_seed, args.first_seed + args.seeds):
         before, start = common.load_average(), time.perf_counter()
         cfg = algo.config(data=args.data, seed=seed)
-        if not cfg.patience:
-            sys.exit(f"{args.algo} trains without early stopping by default (patience 0): nothing to compare")
         keras.utils.set_random_seed(seed)           # as dlkit.train: seed, then data, then the model
         data = algo.load_data(cfg)
         model = algo.build(cfg, data)
